@@ -1,0 +1,298 @@
+//! The front end's stock cache: an LRU of bounded size whose entries carry the catalog's
+//! version, plus the actor that owns it.
+//!
+//! Freshness (rule 6) rests on versions, not timing. An invalidation for version `v` removes
+//! any older entry and raises that stock's floor to `v`; a fill whose version is below the floor
+//! was read before the invalidation and is refused, so a slow fill racing an invalidation can
+//! never reinstall an old value.
+
+use crate::types::Stock;
+use actix::prelude::*;
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
+/// What a fill did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// The entry is in the cache now.
+    Installed,
+    /// The entry is in, and this least recently used entry went out to make room.
+    Evicted(String),
+    /// The value was older than an invalidation already received; nothing changed.
+    Stale,
+}
+
+/// Counters and contents, for `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheStatus {
+    /// Maximum number of entries.
+    pub capacity: usize,
+    /// Cached stock names, most recently used first.
+    pub entries: Vec<String>,
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that had to ask the catalog.
+    pub misses: u64,
+    /// Entries pushed out to make room.
+    pub evictions: u64,
+    /// Invalidations received (one per stock and version).
+    pub invalidations: u64,
+    /// Fills refused because an invalidation had overtaken them.
+    pub stale_fills: u64,
+    /// Times the whole cache was emptied (catalog lost or restarted).
+    pub flushes: u64,
+}
+
+/// LRU of stocks with version floors; see the module docs.
+#[derive(Debug)]
+pub struct StockCache {
+    lru: LruCache<String, Stock>,
+    floor: HashMap<String, u64>,
+    status: CacheStatus,
+}
+
+impl StockCache {
+    /// A cache holding at most `capacity` stocks.
+    pub fn new(capacity: NonZeroUsize) -> StockCache {
+        StockCache {
+            lru: LruCache::new(capacity),
+            floor: HashMap::new(),
+            status: CacheStatus {
+                capacity: capacity.get(),
+                entries: Vec::new(),
+                hits: 0,
+                misses: 0,
+                evictions: 0,
+                invalidations: 0,
+                stale_fills: 0,
+                flushes: 0,
+            },
+        }
+    }
+
+    /// The cached stock, promoted to most recently used; counts a hit or a miss.
+    pub fn get(&mut self, name: &str) -> Option<Stock> {
+        match self.lru.get(name) {
+            Some(stock) => {
+                self.status.hits += 1;
+                log::debug!("cache hit {name} (version {})", stock.version);
+                Some(stock.clone())
+            }
+            None => {
+                self.status.misses += 1;
+                log::debug!("cache miss {name}");
+                None
+            }
+        }
+    }
+
+    /// Offers a value read from the catalog.
+    pub fn fill(&mut self, stock: Stock) -> Fill {
+        if stock.version < self.floor.get(&stock.name).copied().unwrap_or(0) {
+            self.status.stale_fills += 1;
+            log::debug!(
+                "cache refused stale fill {} version {} (invalidated up to {})",
+                stock.name,
+                stock.version,
+                self.floor[&stock.name]
+            );
+            return Fill::Stale;
+        }
+        if self.lru.peek(&stock.name).is_some_and(|s| s.version > stock.version) {
+            return Fill::Stale;
+        }
+        let name = stock.name.clone();
+        match self.lru.push(name.clone(), stock) {
+            Some((old, _)) if old != name => {
+                self.status.evictions += 1;
+                log::debug!("cache evicted {old} (least recently used) to make room for {name}");
+                Fill::Evicted(old)
+            }
+            _ => Fill::Installed,
+        }
+    }
+
+    /// The catalog says `name` is now at `version`: drop any older copy, refuse older fills.
+    pub fn invalidate(&mut self, name: &str, version: u64) -> bool {
+        self.status.invalidations += 1;
+        let floor = self.floor.entry(name.to_string()).or_insert(0);
+        *floor = (*floor).max(version);
+        let stale = self.lru.peek(name).is_some_and(|s| s.version < version);
+        if stale {
+            self.lru.pop(name);
+        }
+        log::debug!("cache invalidation {name} version {version}{}", if stale { ": entry removed" } else { "" });
+        stale
+    }
+
+    /// Empties the cache (the catalog was lost or restarted: versions may restart too).
+    pub fn flush(&mut self) {
+        self.lru.clear();
+        self.floor.clear();
+        self.status.flushes += 1;
+    }
+
+    /// Counters and entries, most recently used first.
+    pub fn status(&self) -> CacheStatus {
+        CacheStatus {
+            entries: self.lru.iter().map(|(k, _)| k.clone()).collect(),
+            ..self.status.clone()
+        }
+    }
+}
+
+/// Owns the `StockCache`; one per front end.
+pub struct CacheActor {
+    cache: StockCache,
+}
+
+impl CacheActor {
+    /// A cache actor of the given capacity.
+    pub fn new(capacity: NonZeroUsize) -> CacheActor {
+        CacheActor {
+            cache: StockCache::new(capacity),
+        }
+    }
+}
+
+impl Actor for CacheActor {
+    type Context = Context<Self>;
+}
+
+/// Looks a stock up in the cache.
+#[derive(Message)]
+#[rtype(result = "Option<Stock>")]
+pub struct Get(pub String);
+
+impl Handler<Get> for CacheActor {
+    type Result = Option<Stock>;
+    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Option<Stock> {
+        self.cache.get(&msg.0)
+    }
+}
+
+/// Offers a value read from the catalog.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Put(pub Stock);
+
+impl Handler<Put> for CacheActor {
+    type Result = ();
+    fn handle(&mut self, msg: Put, _: &mut Context<Self>) {
+        self.cache.fill(msg.0);
+    }
+}
+
+/// Invalidations pushed by the catalog: (name, new version) pairs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Invalidate(pub Vec<(String, u64)>);
+
+impl Handler<Invalidate> for CacheActor {
+    type Result = ();
+    fn handle(&mut self, msg: Invalidate, _: &mut Context<Self>) {
+        for (name, version) in msg.0 {
+            self.cache.invalidate(&name, version);
+        }
+    }
+}
+
+/// Empties the cache, saying why in the log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush(pub String);
+
+impl Handler<Flush> for CacheActor {
+    type Result = ();
+    fn handle(&mut self, msg: Flush, _: &mut Context<Self>) {
+        log::info!("cache flushed: {}", msg.0);
+        self.cache.flush();
+    }
+}
+
+/// Asks for the cache's counters and entries.
+#[derive(Message)]
+#[rtype(result = "CacheStatus")]
+pub struct Status;
+
+impl Handler<Status> for CacheActor {
+    type Result = MessageResult<Status>;
+    fn handle(&mut self, _: Status, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.cache.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stock(name: &str, version: u64) -> Stock {
+        Stock {
+            name: name.into(),
+            price: 1.0,
+            quantity: 100 - version,
+            volume: version,
+            version,
+        }
+    }
+
+    fn cache(n: usize) -> StockCache {
+        StockCache::new(NonZeroUsize::new(n).unwrap())
+    }
+
+    #[test]
+    fn least_recently_used_goes_first() {
+        let mut c = cache(2);
+        assert_eq!(c.fill(stock("A", 0)), Fill::Installed);
+        assert_eq!(c.fill(stock("B", 0)), Fill::Installed);
+        assert!(c.get("A").is_some()); // A is now most recent
+        assert_eq!(c.fill(stock("C", 0)), Fill::Evicted("B".into()));
+        assert_eq!(c.status().entries, vec!["C", "A"]);
+        assert!(c.get("B").is_none());
+        let s = c.status();
+        assert_eq!((s.hits, s.misses, s.evictions), (1, 1, 1));
+    }
+
+    #[test]
+    fn invalidation_removes_older_entries_only() {
+        let mut c = cache(4);
+        c.fill(stock("A", 3));
+        assert!(!c.invalidate("A", 3), "same version is not stale");
+        assert!(c.invalidate("A", 4));
+        assert!(c.get("A").is_none());
+        assert_eq!(c.status().invalidations, 2);
+    }
+
+    #[test]
+    fn a_fill_that_lost_the_race_to_an_invalidation_is_refused() {
+        let mut c = cache(4);
+        // The fill read version 1 from the catalog, then version 2 was invalidated.
+        c.invalidate("A", 2);
+        assert_eq!(c.fill(stock("A", 1)), Fill::Stale);
+        assert!(c.get("A").is_none());
+        assert_eq!(c.fill(stock("A", 2)), Fill::Installed);
+        assert_eq!(c.get("A").unwrap().version, 2);
+        assert_eq!(c.status().stale_fills, 1);
+    }
+
+    #[test]
+    fn a_newer_entry_is_not_replaced_by_an_older_fill() {
+        let mut c = cache(4);
+        c.fill(stock("A", 5));
+        assert_eq!(c.fill(stock("A", 4)), Fill::Stale);
+        assert_eq!(c.get("A").unwrap().version, 5);
+    }
+
+    #[test]
+    fn flush_forgets_entries_and_floors() {
+        let mut c = cache(4);
+        c.fill(stock("A", 1));
+        c.invalidate("B", 9);
+        c.flush();
+        assert!(c.status().entries.is_empty());
+        // After a catalog restart versions may start over; old floors must not block them.
+        assert_eq!(c.fill(stock("B", 0)), Fill::Installed);
+    }
+}

@@ -1,0 +1,501 @@
+//! The catalog's stock table as a pure state machine: trades checked and applied atomically,
+//! de-duplicated by request id, and made visible to readers only once durable.
+//!
+//! Two copies of the table are kept. `working` includes every trade accepted so far and is what
+//! a new trade is checked against, so two buys can never both take the last unit (no
+//! check-then-act across an await). `durable` includes only trades the journal has synced and
+//! is what lookups and invalidations show (rule 8): a reader never sees a quantity a crash could
+//! take back. The recent durable trades are kept by request id, so the same request id returns
+//! the first answer, and a new order leader can ask which trades happened after the last one it
+//! recorded (rule 3).
+
+use crate::types::{Epoch, RequestId, Stock, StockSeed, TradeKind};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// A trade as the catalog journals it. `seq` numbers the catalog's trades from 1 with no gaps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeRecord {
+    /// Catalog trade sequence number.
+    pub seq: u64,
+    /// The request id the order leader traded under.
+    pub rid: RequestId,
+    /// Stock name.
+    pub name: String,
+    /// Buy or sell.
+    #[serde(rename = "type")]
+    pub kind: TradeKind,
+    /// Units traded.
+    pub quantity: u64,
+    /// Epoch of the leader that asked for it.
+    pub epoch: Epoch,
+}
+
+/// One line of the catalog's journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum JournalEntry {
+    /// A trade applied to the table.
+    Trade(TradeRecord),
+    /// The newest leader epoch seen, so a restarted catalog keeps fencing old leaders.
+    Epoch {
+        /// The epoch.
+        epoch: Epoch,
+    },
+}
+
+/// What a trade request asks for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeRequest {
+    /// Request id; the same id is applied once.
+    pub rid: RequestId,
+    /// Stock name.
+    pub name: String,
+    /// Buy or sell.
+    #[serde(rename = "type")]
+    pub kind: TradeKind,
+    /// Units, at least 1.
+    pub quantity: u64,
+    /// Epoch of the order leader asking; older than the newest seen is refused.
+    pub epoch: Epoch,
+}
+
+/// The catalog's answer to a trade.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeOutcome {
+    /// Catalog sequence number of the trade.
+    pub seq: u64,
+    /// Stock name.
+    pub name: String,
+    /// Buy or sell.
+    #[serde(rename = "type")]
+    pub kind: TradeKind,
+    /// Units traded.
+    pub quantity: u64,
+    /// Price per unit.
+    pub price: f64,
+}
+
+/// What `Catalog::trade` decided.
+#[derive(Debug, PartialEq)]
+pub enum Accepted {
+    /// A new trade: journal this entry, then wait for `seq` to become durable.
+    New(JournalEntry, u64),
+    /// The request id was seen before: wait for `seq` to become durable, then answer.
+    Seen(u64),
+}
+
+/// Everything the catalog needs to start without replaying its whole history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// The last trade sequence number included.
+    pub seq: u64,
+    /// Newest epoch seen.
+    pub epoch: Epoch,
+    /// The table.
+    pub stocks: Vec<Stock>,
+    /// The most recent trades, oldest first (the de-duplication window).
+    pub trades: Vec<TradeRecord>,
+}
+
+/// The stock table with its trade window; see the module docs.
+#[derive(Debug)]
+pub struct Catalog {
+    durable: Vec<Stock>,
+    working: Vec<Stock>,
+    index: HashMap<String, usize>,
+    pending: VecDeque<TradeRecord>,
+    window: VecDeque<TradeRecord>,
+    by_rid: HashMap<RequestId, u64>,
+    window_cap: usize,
+    last_seq: u64,
+    durable_seq: u64,
+    epoch: Epoch,
+}
+
+impl Catalog {
+    /// A fresh catalog from the configured seeds. Duplicate names are refused.
+    pub fn new(seeds: &[StockSeed], window_cap: usize) -> Result<Catalog> {
+        let stocks = seeds
+            .iter()
+            .map(|s| Stock {
+                name: s.name.clone(),
+                price: s.price,
+                quantity: s.quantity,
+                volume: 0,
+                version: 0,
+            })
+            .collect();
+        Catalog::from_snapshot(
+            Snapshot {
+                seq: 0,
+                epoch: 0,
+                stocks,
+                trades: Vec::new(),
+            },
+            window_cap,
+        )
+    }
+
+    /// A catalog as a snapshot left it.
+    pub fn from_snapshot(snap: Snapshot, window_cap: usize) -> Result<Catalog> {
+        let mut index = HashMap::new();
+        for (i, s) in snap.stocks.iter().enumerate() {
+            crate::types::validate_name(&s.name)?;
+            if index.insert(s.name.clone(), i).is_some() {
+                return Err(Error::BadRequest(format!("stock '{}' listed twice", s.name)));
+            }
+        }
+        let mut catalog = Catalog {
+            durable: snap.stocks.clone(),
+            working: snap.stocks,
+            index,
+            pending: VecDeque::new(),
+            window: VecDeque::new(),
+            by_rid: HashMap::new(),
+            window_cap: window_cap.max(1),
+            last_seq: snap.seq,
+            durable_seq: snap.seq,
+            epoch: snap.epoch,
+        };
+        for t in snap.trades {
+            catalog.remember(t);
+        }
+        Ok(catalog)
+    }
+
+    /// The state to write as a snapshot: everything accepted so far, since the journal writer
+    /// writes every queued entry before it writes the snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            seq: self.last_seq,
+            epoch: self.epoch,
+            stocks: self.working.clone(),
+            trades: self
+                .window
+                .iter()
+                .chain(self.pending.iter())
+                .skip((self.window.len() + self.pending.len()).saturating_sub(self.window_cap))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Re-applies a journal entry read at start-up (already durable). Entries the snapshot
+    /// already holds are skipped, which makes a crash between snapshot and journal truncation
+    /// harmless.
+    pub fn replay(&mut self, entry: JournalEntry) -> Result<()> {
+        match entry {
+            JournalEntry::Epoch { epoch } => self.epoch = self.epoch.max(epoch),
+            JournalEntry::Trade(t) => {
+                if t.seq <= self.last_seq {
+                    return Ok(());
+                }
+                if t.seq != self.last_seq + 1 {
+                    return Err(Error::BadRequest(format!(
+                        "journal skips from trade {} to {}",
+                        self.last_seq, t.seq
+                    )));
+                }
+                let i = self.position(&t.name)?;
+                apply(&mut self.working[i], t.kind, t.quantity)?;
+                apply(&mut self.durable[i], t.kind, t.quantity)?;
+                self.epoch = self.epoch.max(t.epoch);
+                self.last_seq = t.seq;
+                self.durable_seq = t.seq;
+                self.remember(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// The durable state of one stock.
+    pub fn lookup(&self, name: &str) -> Result<&Stock> {
+        Ok(&self.durable[self.position(name)?])
+    }
+
+    /// Every stock's durable state, in listing order.
+    pub fn stocks(&self) -> &[Stock] {
+        &self.durable
+    }
+
+    /// Checks and applies a trade to the working table. The caller journals a new entry and
+    /// answers once its sequence number is durable.
+    pub fn trade(&mut self, req: &TradeRequest) -> Result<Accepted> {
+        if req.quantity == 0 {
+            return Err(Error::BadRequest("quantity must be at least 1".into()));
+        }
+        if let Some(&seq) = self.by_rid.get(&req.rid) {
+            return Ok(Accepted::Seen(seq));
+        }
+        self.check_epoch(req.epoch)?;
+        let i = self.position(&req.name)?;
+        apply(&mut self.working[i], req.kind, req.quantity)?;
+        self.epoch = req.epoch;
+        self.last_seq += 1;
+        let record = TradeRecord {
+            seq: self.last_seq,
+            rid: req.rid,
+            name: req.name.clone(),
+            kind: req.kind,
+            quantity: req.quantity,
+            epoch: req.epoch,
+        };
+        self.by_rid.insert(req.rid, record.seq);
+        self.pending.push_back(record.clone());
+        Ok(Accepted::New(JournalEntry::Trade(record), self.last_seq))
+    }
+
+    /// Raises the fencing epoch; `Some(entry)` when it moved and must be journaled.
+    pub fn observe_epoch(&mut self, epoch: Epoch) -> Result<Option<JournalEntry>> {
+        self.check_epoch(epoch)?;
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            return Ok(Some(JournalEntry::Epoch { epoch }));
+        }
+        Ok(None)
+    }
+
+    fn check_epoch(&self, epoch: Epoch) -> Result<()> {
+        if epoch < self.epoch {
+            return Err(Error::Fenced {
+                got: epoch,
+                known: self.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves every accepted trade up to `seq` into the durable table. Returns the stocks that
+    /// changed, with their new versions, for the invalidations to push.
+    pub fn mark_durable(&mut self, seq: u64) -> Vec<Stock> {
+        let mut changed: Vec<usize> = Vec::new();
+        while self.pending.front().is_some_and(|t| t.seq <= seq) {
+            let t = self.pending.pop_front().expect("checked front");
+            let i = self.index[&t.name];
+            apply(&mut self.durable[i], t.kind, t.quantity).expect("checked on the working table");
+            self.durable_seq = t.seq;
+            if !changed.contains(&i) {
+                changed.push(i);
+            }
+            self.remember(t);
+        }
+        changed.into_iter().map(|i| self.durable[i].clone()).collect()
+    }
+
+    /// The answer for a durable trade, found by sequence number.
+    pub fn outcome(&self, seq: u64) -> Option<TradeOutcome> {
+        let first = self.window.front()?.seq;
+        let t = self.window.get(seq.checked_sub(first)? as usize)?;
+        Some(TradeOutcome {
+            seq: t.seq,
+            name: t.name.clone(),
+            kind: t.kind,
+            quantity: t.quantity,
+            price: self.durable[self.index[&t.name]].price,
+        })
+    }
+
+    /// Durable trades with a sequence number above `after`, at most `limit`. The flag is false
+    /// when older trades that were asked for have left the window.
+    pub fn trades_after(&self, after: u64, limit: usize) -> (Vec<TradeRecord>, bool) {
+        let first = self.window.front().map_or(self.durable_seq + 1, |t| t.seq);
+        let complete = after + 1 >= first;
+        let skip = (after + 1).saturating_sub(first) as usize;
+        (
+            self.window.iter().skip(skip).take(limit).cloned().collect(),
+            complete,
+        )
+    }
+
+    /// Sequence number of the last trade accepted (durable or not).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Sequence number of the last durable trade.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// Newest leader epoch seen.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn position(&self, name: &str) -> Result<usize> {
+        self.index
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::UnknownStock(name.to_string()))
+    }
+
+    fn remember(&mut self, t: TradeRecord) {
+        self.by_rid.insert(t.rid, t.seq);
+        self.window.push_back(t);
+        while self.window.len() > self.window_cap {
+            let old = self.window.pop_front().expect("non-empty");
+            self.by_rid.remove(&old.rid);
+        }
+    }
+}
+
+fn apply(stock: &mut Stock, kind: TradeKind, quantity: u64) -> Result<()> {
+    match kind {
+        TradeKind::Buy => {
+            if stock.quantity < quantity {
+                return Err(Error::InsufficientQuantity {
+                    name: stock.name.clone(),
+                    requested: quantity,
+                    available: stock.quantity,
+                });
+            }
+            stock.quantity -= quantity;
+        }
+        TradeKind::Sell => stock.quantity += quantity,
+    }
+    stock.volume += quantity;
+    stock.version += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seeds() -> Vec<StockSeed> {
+        vec![
+            StockSeed {
+                name: "GameStart".into(),
+                price: 15.99,
+                quantity: 100,
+            },
+            StockSeed {
+                name: "FishCo".into(),
+                price: 3.5,
+                quantity: 10,
+            },
+        ]
+    }
+
+    fn req(rid: u128, name: &str, kind: TradeKind, quantity: u64) -> TradeRequest {
+        TradeRequest {
+            rid: RequestId(rid),
+            name: name.into(),
+            kind,
+            quantity,
+            epoch: 1,
+        }
+    }
+
+    #[test]
+    fn trade_is_visible_only_once_durable() {
+        let mut c = Catalog::new(&seeds(), 100).unwrap();
+        let a = c.trade(&req(1, "FishCo", TradeKind::Buy, 4)).unwrap();
+        assert!(matches!(a, Accepted::New(_, 1)));
+        assert_eq!(c.lookup("FishCo").unwrap().quantity, 10, "not durable yet");
+        let changed = c.mark_durable(1);
+        assert_eq!(changed.len(), 1);
+        assert_eq!((changed[0].quantity, changed[0].volume, changed[0].version), (6, 4, 1));
+        assert_eq!(c.lookup("FishCo").unwrap().quantity, 6);
+    }
+
+    #[test]
+    fn buys_are_checked_against_pending_trades_too() {
+        let mut c = Catalog::new(&seeds(), 100).unwrap();
+        c.trade(&req(1, "FishCo", TradeKind::Buy, 8)).unwrap();
+        let err = c.trade(&req(2, "FishCo", TradeKind::Buy, 3)).unwrap_err();
+        assert!(matches!(err, Error::InsufficientQuantity { available: 2, .. }));
+        c.trade(&req(3, "FishCo", TradeKind::Sell, 5)).unwrap();
+        c.trade(&req(4, "FishCo", TradeKind::Buy, 7)).unwrap();
+        c.mark_durable(3);
+        let s = c.lookup("FishCo").unwrap();
+        assert_eq!((s.quantity, s.volume, s.version), (0, 20, 3));
+    }
+
+    #[test]
+    fn same_request_id_trades_once() {
+        let mut c = Catalog::new(&seeds(), 100).unwrap();
+        c.trade(&req(7, "GameStart", TradeKind::Buy, 1)).unwrap();
+        assert_eq!(c.trade(&req(7, "GameStart", TradeKind::Buy, 1)).unwrap(), Accepted::Seen(1));
+        c.mark_durable(1);
+        assert_eq!(c.trade(&req(7, "GameStart", TradeKind::Buy, 1)).unwrap(), Accepted::Seen(1));
+        assert_eq!(c.lookup("GameStart").unwrap().quantity, 99);
+        assert_eq!(c.outcome(1).unwrap().quantity, 1);
+    }
+
+    #[test]
+    fn unknown_stock_and_zero_quantity_change_nothing() {
+        let mut c = Catalog::new(&seeds(), 100).unwrap();
+        assert!(matches!(
+            c.trade(&req(1, "Nope", TradeKind::Buy, 1)),
+            Err(Error::UnknownStock(_))
+        ));
+        assert!(matches!(
+            c.trade(&req(2, "FishCo", TradeKind::Buy, 0)),
+            Err(Error::BadRequest(_))
+        ));
+        assert_eq!(c.last_seq(), 0);
+    }
+
+    #[test]
+    fn older_epochs_are_fenced() {
+        let mut c = Catalog::new(&seeds(), 100).unwrap();
+        assert!(c.observe_epoch(3).unwrap().is_some());
+        assert!(c.observe_epoch(3).unwrap().is_none());
+        let err = c.trade(&req(1, "FishCo", TradeKind::Buy, 1)).unwrap_err();
+        assert_eq!(err, Error::Fenced { got: 1, known: 3 });
+    }
+
+    #[test]
+    fn snapshot_and_replay_rebuild_the_same_table() {
+        let mut c = Catalog::new(&seeds(), 2).unwrap();
+        let mut journal = Vec::new();
+        for (rid, kind) in [(1, TradeKind::Buy), (2, TradeKind::Sell), (3, TradeKind::Buy)] {
+            if let Accepted::New(e, _) = c.trade(&req(rid, "GameStart", kind, 2)).unwrap() {
+                journal.push(e);
+            }
+        }
+        c.mark_durable(3);
+        let snap = c.snapshot();
+        assert_eq!(snap.trades.len(), 2, "window is capped");
+        let restored = Catalog::from_snapshot(snap.clone(), 2).unwrap();
+        assert_eq!(restored.stocks(), c.stocks());
+        // Replaying the journal over a snapshot that already holds it changes nothing.
+        let mut again = Catalog::from_snapshot(snap, 2).unwrap();
+        for e in journal.clone() {
+            again.replay(e).unwrap();
+        }
+        assert_eq!(again.stocks(), c.stocks());
+        // Replaying from scratch reaches the same state.
+        let mut fresh = Catalog::new(&seeds(), 2).unwrap();
+        for e in journal {
+            fresh.replay(e).unwrap();
+        }
+        assert_eq!(fresh.stocks(), c.stocks());
+        assert_eq!(fresh.lookup("GameStart").unwrap().quantity, 98);
+    }
+
+    #[test]
+    fn trades_after_reports_a_gap_past_the_window() {
+        let mut c = Catalog::new(&seeds(), 2).unwrap();
+        for rid in 1..=4 {
+            c.trade(&req(rid, "GameStart", TradeKind::Buy, 1)).unwrap();
+        }
+        c.mark_durable(4);
+        let (t, complete) = c.trades_after(2, 10);
+        assert_eq!((t.len(), complete), (2, true));
+        let (t, complete) = c.trades_after(0, 10);
+        assert_eq!((t.len(), complete), (2, false));
+        assert_eq!(c.trades_after(4, 10).0.len(), 0);
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let mut s = seeds();
+        s.push(s[0].clone());
+        assert!(Catalog::new(&s, 10).is_err());
+    }
+}

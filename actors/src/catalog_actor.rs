@@ -1,0 +1,288 @@
+//! The actor that owns the catalog: it loads the snapshot and journal at start, journals each
+//! accepted trade through the group-commit writer, answers a trade only once it is durable,
+//! and then hands the changed stocks to whoever pushes invalidations.
+
+use crate::catalog::{Accepted, Catalog, JournalEntry, Snapshot, TradeOutcome, TradeRecord, TradeRequest};
+use crate::journal::{self, JournalWriter};
+use crate::types::{Epoch, Stock, StockSeed};
+use crate::{Error, Result};
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tokio::sync::oneshot;
+
+/// Name of the catalog's journal inside its data folder.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+/// Name of the catalog's snapshot inside its data folder.
+pub const SNAPSHOT_FILE: &str = "snapshot.json";
+
+/// How the catalog actor is set up.
+#[derive(Clone, Debug)]
+pub struct CatalogOptions {
+    /// Folder holding the journal and snapshot.
+    pub dir: PathBuf,
+    /// Stocks to start with when the folder is empty.
+    pub seeds: Vec<StockSeed>,
+    /// fsync each batch (false only for benchmarks).
+    pub fsync: bool,
+    /// How many recent trades are kept for de-duplication and reconciliation.
+    pub trade_window: usize,
+    /// Write a snapshot (and empty the journal) after this many trades.
+    pub snapshot_every: u64,
+}
+
+/// Stocks whose durable state changed, sent after each durable batch.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Invalidated {
+    /// The changed stocks with their new versions.
+    pub stocks: Vec<Stock>,
+}
+
+/// Owns the `Catalog` and its journal.
+pub struct CatalogActor {
+    catalog: Catalog,
+    writer: JournalWriter,
+    waiters: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    publish: Option<Recipient<Invalidated>>,
+    snapshot_path: PathBuf,
+    snapshot_every: u64,
+    snapshot_seq: u64,
+}
+
+impl CatalogActor {
+    /// Loads the catalog from `opts.dir` (snapshot, then journal, cutting a torn tail) and
+    /// starts its actor. Fails with the file and line on corruption.
+    pub fn start(opts: CatalogOptions, publish: Option<Recipient<Invalidated>>) -> Result<Addr<Self>> {
+        std::fs::create_dir_all(&opts.dir)
+            .map_err(|e| Error::io(format!("create {}", opts.dir.display()), e))?;
+        let snapshot_path = opts.dir.join(SNAPSHOT_FILE);
+        let mut catalog = match read_snapshot(&snapshot_path)? {
+            Some(snap) => Catalog::from_snapshot(snap, opts.trade_window)?,
+            None => Catalog::new(&opts.seeds, opts.trade_window)?,
+        };
+        let journal_path = opts.dir.join(JOURNAL_FILE);
+        let (file, loaded) = journal::load::<JournalEntry>(&journal_path)?;
+        let replayed = loaded.records.len();
+        for (i, entry) in loaded.records.into_iter().enumerate() {
+            catalog.replay(entry).map_err(|e| Error::Corrupt {
+                path: journal_path.clone(),
+                line: i + 1,
+                reason: e.to_string(),
+            })?;
+        }
+        log::info!(
+            "catalog loaded: {} stocks, last trade {}, epoch {}, {} journal entries replayed{}",
+            catalog.stocks().len(),
+            catalog.last_seq(),
+            catalog.epoch(),
+            replayed,
+            if opts.fsync { "" } else { "; fsync is OFF (benchmarks only): a crash can lose acknowledged trades" }
+        );
+        let snapshot_seq = catalog.last_seq();
+        Ok(Actor::create(move |ctx| {
+            let addr = ctx.address();
+            let writer = JournalWriter::spawn(
+                &journal_path,
+                file,
+                opts.fsync,
+                Box::new(move |upto| addr.do_send(Durable { upto })),
+            );
+            if replayed > 0 || !snapshot_path.exists() {
+                // Fold the replayed journal into a snapshot so the next start reads less.
+                let bytes = serde_json::to_vec(&catalog.snapshot()).expect("serialize snapshot");
+                let _ = writer.replace(snapshot_path.clone(), bytes, true);
+            }
+            CatalogActor {
+                catalog,
+                writer,
+                waiters: BTreeMap::new(),
+                publish,
+                snapshot_path,
+                snapshot_every: opts.snapshot_every.max(1),
+                snapshot_seq,
+            }
+        }))
+    }
+
+    fn wait_durable(&mut self, seq: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if seq <= self.catalog.durable_seq() {
+            let _ = tx.send(());
+        } else {
+            self.waiters.entry(seq).or_default().push(tx);
+        }
+        rx
+    }
+
+    fn journal(&self, tag: u64, entry: &JournalEntry) {
+        self.writer
+            .append(tag, serde_json::to_vec(entry).expect("serialize journal entry"));
+    }
+}
+
+fn read_snapshot(path: &Path) -> Result<Option<Snapshot>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Corrupt {
+            path: path.to_path_buf(),
+            line: e.line(),
+            reason: format!("unreadable snapshot ({e})"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+    }
+}
+
+impl Actor for CatalogActor {
+    type Context = Context<Self>;
+}
+
+/// Internal: the writer thread made every entry up to `upto` durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Durable {
+    upto: u64,
+}
+
+impl Handler<Durable> for CatalogActor {
+    type Result = ();
+    fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
+        let changed = self.catalog.mark_durable(msg.upto);
+        let later = self.waiters.split_off(&(msg.upto + 1));
+        for tx in std::mem::replace(&mut self.waiters, later).into_values().flatten() {
+            let _ = tx.send(());
+        }
+        if !changed.is_empty() {
+            if let Some(publish) = &self.publish {
+                publish.do_send(Invalidated { stocks: changed });
+            }
+        }
+        if self.catalog.last_seq() >= self.snapshot_seq + self.snapshot_every {
+            self.snapshot_seq = self.catalog.last_seq();
+            let bytes = serde_json::to_vec(&self.catalog.snapshot()).expect("serialize snapshot");
+            let done = self.writer.replace(self.snapshot_path.clone(), bytes, true);
+            let seq = self.snapshot_seq;
+            actix::spawn(async move {
+                match done.await {
+                    Ok(Ok(())) => log::info!("catalog snapshot written at trade {seq}; journal emptied"),
+                    Ok(Err(e)) => log::error!("catalog snapshot failed: {e}"),
+                    Err(_) => {}
+                }
+            });
+        }
+    }
+}
+
+/// Looks up one stock's durable state.
+#[derive(Message)]
+#[rtype(result = "Result<Stock>")]
+pub struct Lookup(pub String);
+
+impl Handler<Lookup> for CatalogActor {
+    type Result = Result<Stock>;
+    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Result<Stock> {
+        self.catalog.lookup(&msg.0).cloned()
+    }
+}
+
+/// Applies a trade; answers once it is durable.
+#[derive(Message)]
+#[rtype(result = "Result<TradeOutcome>")]
+pub struct Trade(pub TradeRequest);
+
+impl Handler<Trade> for CatalogActor {
+    type Result = ResponseActFuture<Self, Result<TradeOutcome>>;
+    fn handle(&mut self, msg: Trade, _: &mut Context<Self>) -> Self::Result {
+        let seq = match self.catalog.trade(&msg.0) {
+            Ok(Accepted::New(entry, seq)) => {
+                self.journal(seq, &entry);
+                seq
+            }
+            Ok(Accepted::Seen(seq)) => seq,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let durable = self.wait_durable(seq);
+        Box::pin(async move { durable.await }.into_actor(self).map(move |r, act, _| {
+            r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
+            act.catalog
+                .outcome(seq)
+                .ok_or_else(|| Error::Unavailable(format!("trade {seq} left the window")))
+        }))
+    }
+}
+
+/// Durable trades after `after`, once every trade accepted so far is durable. Carries the
+/// asking leader's epoch, which fences older leaders from trading from now on.
+#[derive(Message)]
+#[rtype(result = "Result<TradesPage>")]
+pub struct TradesAfter {
+    /// Return trades with a larger sequence number.
+    pub after: u64,
+    /// The asking leader's epoch.
+    pub epoch: Epoch,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A page of the catalog's trade window.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TradesPage {
+    /// The trades, in sequence order.
+    pub trades: Vec<TradeRecord>,
+    /// False when trades that were asked for have already left the window.
+    pub complete: bool,
+    /// The catalog's last durable trade.
+    pub last_seq: u64,
+}
+
+impl Handler<TradesAfter> for CatalogActor {
+    type Result = ResponseActFuture<Self, Result<TradesPage>>;
+    fn handle(&mut self, msg: TradesAfter, _: &mut Context<Self>) -> Self::Result {
+        match self.catalog.observe_epoch(msg.epoch) {
+            Ok(Some(entry)) => {
+                log::info!("catalog: leader epoch is now {}; older leaders are fenced", msg.epoch);
+                self.journal(self.catalog.last_seq(), &entry);
+            }
+            Ok(None) => {}
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        }
+        // A barrier: trades accepted before this point are reported only once durable.
+        let durable = self.wait_durable(self.catalog.last_seq());
+        Box::pin(async move { durable.await }.into_actor(self).map(move |r, act, _| {
+            r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
+            let (trades, complete) = act.catalog.trades_after(msg.after, msg.limit);
+            Ok(TradesPage {
+                trades,
+                complete,
+                last_seq: act.catalog.durable_seq(),
+            })
+        }))
+    }
+}
+
+/// The catalog's state for /status.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CatalogStatus {
+    /// Last durable trade.
+    pub last_seq: u64,
+    /// Newest leader epoch seen.
+    pub epoch: Epoch,
+    /// Every stock, durable state.
+    pub stocks: Vec<Stock>,
+}
+
+/// Asks for the catalog's status.
+#[derive(Message)]
+#[rtype(result = "CatalogStatus")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for CatalogActor {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(CatalogStatus {
+            last_seq: self.catalog.durable_seq(),
+            epoch: self.catalog.epoch(),
+            stocks: self.catalog.stocks().to_vec(),
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! Trade-Net's logic: the pure state machines (catalog table, order log, LRU cache) and the
+//! actix actors that own them with their durable files. Nothing here speaks HTTP, so every
+//! rule of the design can be tested without a socket; the `tradenet` crate puts these behind
+//! routes.
+
+pub mod cache;
+pub mod catalog;
+pub mod catalog_actor;
+mod error;
+pub mod journal;
+pub mod leader;
+pub mod order_store;
+pub mod orderlog;
+pub mod types;
+
+pub use error::{Error, Result};
