@@ -46,10 +46,14 @@ pub struct CacheStatus {
 }
 
 /// LRU of stocks with version floors; see the module docs.
+///
+/// A flush starts a new generation; a fill that began in an older generation (its read may
+/// predate the subscription that would have invalidated it) is refused like a stale one.
 #[derive(Debug)]
 pub struct StockCache {
     lru: LruCache<String, Stock>,
     floor: HashMap<String, u64>,
+    generation: u64,
     status: CacheStatus,
 }
 
@@ -59,6 +63,7 @@ impl StockCache {
         StockCache {
             lru: LruCache::new(capacity),
             floor: HashMap::new(),
+            generation: 0,
             status: CacheStatus {
                 capacity: capacity.get(),
                 entries: Vec::new(),
@@ -88,8 +93,21 @@ impl StockCache {
         }
     }
 
-    /// Offers a value read from the catalog.
-    pub fn fill(&mut self, stock: Stock) -> Fill {
+    /// Current generation; pass it back to `fill` for a value read after this call.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Offers a value read from the catalog, read in `generation`.
+    pub fn fill(&mut self, stock: Stock, generation: u64) -> Fill {
+        if generation != self.generation {
+            self.status.stale_fills += 1;
+            log::debug!(
+                "cache refused fill of {} read before the last flush",
+                stock.name
+            );
+            return Fill::Stale;
+        }
         if stock.version < self.floor.get(&stock.name).copied().unwrap_or(0) {
             self.status.stale_fills += 1;
             log::debug!(
@@ -100,7 +118,11 @@ impl StockCache {
             );
             return Fill::Stale;
         }
-        if self.lru.peek(&stock.name).is_some_and(|s| s.version > stock.version) {
+        if self
+            .lru
+            .peek(&stock.name)
+            .is_some_and(|s| s.version > stock.version)
+        {
             return Fill::Stale;
         }
         let name = stock.name.clone();
@@ -123,7 +145,10 @@ impl StockCache {
         if stale {
             self.lru.pop(name);
         }
-        log::debug!("cache invalidation {name} version {version}{}", if stale { ": entry removed" } else { "" });
+        log::debug!(
+            "cache invalidation {name} version {version}{}",
+            if stale { ": entry removed" } else { "" }
+        );
         stale
     }
 
@@ -131,6 +156,7 @@ impl StockCache {
     pub fn flush(&mut self) {
         self.lru.clear();
         self.floor.clear();
+        self.generation += 1;
         self.status.flushes += 1;
     }
 
@@ -161,27 +187,32 @@ impl Actor for CacheActor {
     type Context = Context<Self>;
 }
 
-/// Looks a stock up in the cache.
+/// Looks a stock up in the cache: the stock on a hit, the generation to fill in on a miss.
 #[derive(Message)]
-#[rtype(result = "Option<Stock>")]
+#[rtype(result = "Result<Stock, u64>")]
 pub struct Get(pub String);
 
 impl Handler<Get> for CacheActor {
-    type Result = Option<Stock>;
-    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Option<Stock> {
-        self.cache.get(&msg.0)
+    type Result = Result<Stock, u64>;
+    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Result<Stock, u64> {
+        self.cache.get(&msg.0).ok_or(self.cache.generation())
     }
 }
 
-/// Offers a value read from the catalog.
+/// Offers a value read from the catalog after a miss in `generation`.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Put(pub Stock);
+pub struct Put {
+    /// The value read.
+    pub stock: Stock,
+    /// The generation the miss reported.
+    pub generation: u64,
+}
 
 impl Handler<Put> for CacheActor {
     type Result = ();
     fn handle(&mut self, msg: Put, _: &mut Context<Self>) {
-        self.cache.fill(msg.0);
+        self.cache.fill(msg.stock, msg.generation);
     }
 }
 
@@ -245,10 +276,10 @@ mod tests {
     #[test]
     fn least_recently_used_goes_first() {
         let mut c = cache(2);
-        assert_eq!(c.fill(stock("A", 0)), Fill::Installed);
-        assert_eq!(c.fill(stock("B", 0)), Fill::Installed);
+        assert_eq!(c.fill(stock("A", 0), 0), Fill::Installed);
+        assert_eq!(c.fill(stock("B", 0), 0), Fill::Installed);
         assert!(c.get("A").is_some()); // A is now most recent
-        assert_eq!(c.fill(stock("C", 0)), Fill::Evicted("B".into()));
+        assert_eq!(c.fill(stock("C", 0), 0), Fill::Evicted("B".into()));
         assert_eq!(c.status().entries, vec!["C", "A"]);
         assert!(c.get("B").is_none());
         let s = c.status();
@@ -258,7 +289,7 @@ mod tests {
     #[test]
     fn invalidation_removes_older_entries_only() {
         let mut c = cache(4);
-        c.fill(stock("A", 3));
+        c.fill(stock("A", 3), 0);
         assert!(!c.invalidate("A", 3), "same version is not stale");
         assert!(c.invalidate("A", 4));
         assert!(c.get("A").is_none());
@@ -270,9 +301,9 @@ mod tests {
         let mut c = cache(4);
         // The fill read version 1 from the catalog, then version 2 was invalidated.
         c.invalidate("A", 2);
-        assert_eq!(c.fill(stock("A", 1)), Fill::Stale);
+        assert_eq!(c.fill(stock("A", 1), 0), Fill::Stale);
         assert!(c.get("A").is_none());
-        assert_eq!(c.fill(stock("A", 2)), Fill::Installed);
+        assert_eq!(c.fill(stock("A", 2), 0), Fill::Installed);
         assert_eq!(c.get("A").unwrap().version, 2);
         assert_eq!(c.status().stale_fills, 1);
     }
@@ -280,19 +311,20 @@ mod tests {
     #[test]
     fn a_newer_entry_is_not_replaced_by_an_older_fill() {
         let mut c = cache(4);
-        c.fill(stock("A", 5));
-        assert_eq!(c.fill(stock("A", 4)), Fill::Stale);
+        c.fill(stock("A", 5), 0);
+        assert_eq!(c.fill(stock("A", 4), 0), Fill::Stale);
         assert_eq!(c.get("A").unwrap().version, 5);
     }
 
     #[test]
     fn flush_forgets_entries_and_floors() {
         let mut c = cache(4);
-        c.fill(stock("A", 1));
+        c.fill(stock("A", 1), 0);
         c.invalidate("B", 9);
         c.flush();
         assert!(c.status().entries.is_empty());
-        // After a catalog restart versions may start over; old floors must not block them.
-        assert_eq!(c.fill(stock("B", 0)), Fill::Installed);
+        // A fill read before the flush is refused; after it, versions may start over.
+        assert_eq!(c.fill(stock("B", 0), 0), Fill::Stale);
+        assert_eq!(c.fill(stock("B", 0), c.generation()), Fill::Installed);
     }
 }

@@ -145,7 +145,10 @@ impl Catalog {
         for (i, s) in snap.stocks.iter().enumerate() {
             crate::types::validate_name(&s.name)?;
             if index.insert(s.name.clone(), i).is_some() {
-                return Err(Error::BadRequest(format!("stock '{}' listed twice", s.name)));
+                return Err(Error::BadRequest(format!(
+                    "stock '{}' listed twice",
+                    s.name
+                )));
             }
         }
         let mut catalog = Catalog {
@@ -282,7 +285,10 @@ impl Catalog {
             }
             self.remember(t);
         }
-        changed.into_iter().map(|i| self.durable[i].clone()).collect()
+        changed
+            .into_iter()
+            .map(|i| self.durable[i].clone())
+            .collect()
     }
 
     /// The answer for a durable trade, found by sequence number.
@@ -398,7 +404,10 @@ mod tests {
         assert_eq!(c.lookup("FishCo").unwrap().quantity, 10, "not durable yet");
         let changed = c.mark_durable(1);
         assert_eq!(changed.len(), 1);
-        assert_eq!((changed[0].quantity, changed[0].volume, changed[0].version), (6, 4, 1));
+        assert_eq!(
+            (changed[0].quantity, changed[0].volume, changed[0].version),
+            (6, 4, 1)
+        );
         assert_eq!(c.lookup("FishCo").unwrap().quantity, 6);
     }
 
@@ -407,7 +416,10 @@ mod tests {
         let mut c = Catalog::new(&seeds(), 100).unwrap();
         c.trade(&req(1, "FishCo", TradeKind::Buy, 8)).unwrap();
         let err = c.trade(&req(2, "FishCo", TradeKind::Buy, 3)).unwrap_err();
-        assert!(matches!(err, Error::InsufficientQuantity { available: 2, .. }));
+        assert!(matches!(
+            err,
+            Error::InsufficientQuantity { available: 2, .. }
+        ));
         c.trade(&req(3, "FishCo", TradeKind::Sell, 5)).unwrap();
         c.trade(&req(4, "FishCo", TradeKind::Buy, 7)).unwrap();
         c.mark_durable(3);
@@ -419,9 +431,15 @@ mod tests {
     fn same_request_id_trades_once() {
         let mut c = Catalog::new(&seeds(), 100).unwrap();
         c.trade(&req(7, "GameStart", TradeKind::Buy, 1)).unwrap();
-        assert_eq!(c.trade(&req(7, "GameStart", TradeKind::Buy, 1)).unwrap(), Accepted::Seen(1));
+        assert_eq!(
+            c.trade(&req(7, "GameStart", TradeKind::Buy, 1)).unwrap(),
+            Accepted::Seen(1)
+        );
         c.mark_durable(1);
-        assert_eq!(c.trade(&req(7, "GameStart", TradeKind::Buy, 1)).unwrap(), Accepted::Seen(1));
+        assert_eq!(
+            c.trade(&req(7, "GameStart", TradeKind::Buy, 1)).unwrap(),
+            Accepted::Seen(1)
+        );
         assert_eq!(c.lookup("GameStart").unwrap().quantity, 99);
         assert_eq!(c.outcome(1).unwrap().quantity, 1);
     }
@@ -453,7 +471,11 @@ mod tests {
     fn snapshot_and_replay_rebuild_the_same_table() {
         let mut c = Catalog::new(&seeds(), 2).unwrap();
         let mut journal = Vec::new();
-        for (rid, kind) in [(1, TradeKind::Buy), (2, TradeKind::Sell), (3, TradeKind::Buy)] {
+        for (rid, kind) in [
+            (1, TradeKind::Buy),
+            (2, TradeKind::Sell),
+            (3, TradeKind::Buy),
+        ] {
             if let Accepted::New(e, _) = c.trade(&req(rid, "GameStart", kind, 2)).unwrap() {
                 journal.push(e);
             }

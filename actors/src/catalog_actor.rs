@@ -2,7 +2,9 @@
 //! accepted trade through the group-commit writer, answers a trade only once it is durable,
 //! and then hands the changed stocks to whoever pushes invalidations.
 
-use crate::catalog::{Accepted, Catalog, JournalEntry, Snapshot, TradeOutcome, TradeRecord, TradeRequest};
+use crate::catalog::{
+    Accepted, Catalog, JournalEntry, Snapshot, TradeOutcome, TradeRecord, TradeRequest,
+};
 use crate::journal::{self, JournalWriter};
 use crate::types::{Epoch, Stock, StockSeed};
 use crate::{Error, Result};
@@ -53,7 +55,10 @@ pub struct CatalogActor {
 impl CatalogActor {
     /// Loads the catalog from `opts.dir` (snapshot, then journal, cutting a torn tail) and
     /// starts its actor. Fails with the file and line on corruption.
-    pub fn start(opts: CatalogOptions, publish: Option<Recipient<Invalidated>>) -> Result<Addr<Self>> {
+    pub fn start(
+        opts: CatalogOptions,
+        publish: Option<Recipient<Invalidated>>,
+    ) -> Result<Addr<Self>> {
         std::fs::create_dir_all(&opts.dir)
             .map_err(|e| Error::io(format!("create {}", opts.dir.display()), e))?;
         let snapshot_path = opts.dir.join(SNAPSHOT_FILE);
@@ -77,7 +82,11 @@ impl CatalogActor {
             catalog.last_seq(),
             catalog.epoch(),
             replayed,
-            if opts.fsync { "" } else { "; fsync is OFF (benchmarks only): a crash can lose acknowledged trades" }
+            if opts.fsync {
+                ""
+            } else {
+                "; fsync is OFF (benchmarks only): a crash can lose acknowledged trades"
+            }
         );
         let snapshot_seq = catalog.last_seq();
         Ok(Actor::create(move |ctx| {
@@ -116,18 +125,22 @@ impl CatalogActor {
     }
 
     fn journal(&self, tag: u64, entry: &JournalEntry) {
-        self.writer
-            .append(tag, serde_json::to_vec(entry).expect("serialize journal entry"));
+        self.writer.append(
+            tag,
+            serde_json::to_vec(entry).expect("serialize journal entry"),
+        );
     }
 }
 
 fn read_snapshot(path: &Path) -> Result<Option<Snapshot>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Corrupt {
-            path: path.to_path_buf(),
-            line: e.line(),
-            reason: format!("unreadable snapshot ({e})"),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path: path.to_path_buf(),
+                line: e.line(),
+                reason: format!("unreadable snapshot ({e})"),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
     }
@@ -149,7 +162,10 @@ impl Handler<Durable> for CatalogActor {
     fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
         let changed = self.catalog.mark_durable(msg.upto);
         let later = self.waiters.split_off(&(msg.upto + 1));
-        for tx in std::mem::replace(&mut self.waiters, later).into_values().flatten() {
+        for tx in std::mem::replace(&mut self.waiters, later)
+            .into_values()
+            .flatten()
+        {
             let _ = tx.send(());
         }
         if !changed.is_empty() {
@@ -164,7 +180,9 @@ impl Handler<Durable> for CatalogActor {
             let seq = self.snapshot_seq;
             actix::spawn(async move {
                 match done.await {
-                    Ok(Ok(())) => log::info!("catalog snapshot written at trade {seq}; journal emptied"),
+                    Ok(Ok(())) => {
+                        log::info!("catalog snapshot written at trade {seq}; journal emptied")
+                    }
                     Ok(Err(e)) => log::error!("catalog snapshot failed: {e}"),
                     Err(_) => {}
                 }
@@ -202,12 +220,16 @@ impl Handler<Trade> for CatalogActor {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let durable = self.wait_durable(seq);
-        Box::pin(async move { durable.await }.into_actor(self).map(move |r, act, _| {
-            r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
-            act.catalog
-                .outcome(seq)
-                .ok_or_else(|| Error::Unavailable(format!("trade {seq} left the window")))
-        }))
+        Box::pin(
+            async move { durable.await }
+                .into_actor(self)
+                .map(move |r, act, _| {
+                    r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
+                    act.catalog
+                        .outcome(seq)
+                        .ok_or_else(|| Error::Unavailable(format!("trade {seq} left the window")))
+                }),
+        )
     }
 }
 
@@ -240,7 +262,10 @@ impl Handler<TradesAfter> for CatalogActor {
     fn handle(&mut self, msg: TradesAfter, _: &mut Context<Self>) -> Self::Result {
         match self.catalog.observe_epoch(msg.epoch) {
             Ok(Some(entry)) => {
-                log::info!("catalog: leader epoch is now {}; older leaders are fenced", msg.epoch);
+                log::info!(
+                    "catalog: leader epoch is now {}; older leaders are fenced",
+                    msg.epoch
+                );
                 self.journal(self.catalog.last_seq(), &entry);
             }
             Ok(None) => {}
@@ -248,15 +273,19 @@ impl Handler<TradesAfter> for CatalogActor {
         }
         // A barrier: trades accepted before this point are reported only once durable.
         let durable = self.wait_durable(self.catalog.last_seq());
-        Box::pin(async move { durable.await }.into_actor(self).map(move |r, act, _| {
-            r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
-            let (trades, complete) = act.catalog.trades_after(msg.after, msg.limit);
-            Ok(TradesPage {
-                trades,
-                complete,
-                last_seq: act.catalog.durable_seq(),
-            })
-        }))
+        Box::pin(
+            async move { durable.await }
+                .into_actor(self)
+                .map(move |r, act, _| {
+                    r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
+                    let (trades, complete) = act.catalog.trades_after(msg.after, msg.limit);
+                    Ok(TradesPage {
+                        trades,
+                        complete,
+                        last_seq: act.catalog.durable_seq(),
+                    })
+                }),
+        )
     }
 }
 

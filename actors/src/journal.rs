@@ -353,12 +353,7 @@ mod tests {
         let (file, loaded) = load::<R>(&path).unwrap();
         assert!(loaded.records.is_empty());
         let (tx, rx) = mpsc::channel();
-        let w = JournalWriter::spawn(
-            &path,
-            file,
-            true,
-            Box::new(move |t| tx.send(t).unwrap()),
-        );
+        let w = JournalWriter::spawn(&path, file, true, Box::new(move |t| tx.send(t).unwrap()));
         for n in 1..=100u64 {
             w.append(n, format!("{{\"n\":{n}}}").into_bytes());
         }
@@ -370,7 +365,9 @@ mod tests {
         }
         let (_, again) = load::<R>(&path).unwrap();
         assert_eq!(again.records.len(), 100);
-        futures::executor::block_on(w.truncate(again.offsets[10])).unwrap().unwrap();
+        futures::executor::block_on(w.truncate(again.offsets[10]))
+            .unwrap()
+            .unwrap();
         let (_, cut) = load::<R>(&path).unwrap();
         assert_eq!(cut.records.len(), 10);
     }

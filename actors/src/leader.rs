@@ -80,7 +80,10 @@ impl Election {
             epoch: self.epoch,
             elected,
             announce_to: if self.leader.is_some() {
-                live.iter().filter(|s| s.term != term).map(|s| s.id).collect()
+                live.iter()
+                    .filter(|s| s.term != term)
+                    .map(|s| s.id)
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -106,14 +109,22 @@ mod tests {
         assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 1, true));
         assert_eq!(d.announce_to, vec![1, 2, 3]);
         // Everyone knows the term: nothing to do.
-        let d = e.decide(&[seen(1, 1, Some(3)), seen(2, 1, Some(3)), seen(3, 1, Some(3))]);
+        let d = e.decide(&[
+            seen(1, 1, Some(3)),
+            seen(2, 1, Some(3)),
+            seen(3, 1, Some(3)),
+        ]);
         assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 1, false));
         assert!(d.announce_to.is_empty());
         // 3 dies: 2 leads in epoch 2.
         let d = e.decide(&[seen(1, 1, Some(3)), seen(2, 1, Some(3))]);
         assert_eq!((d.leader, d.epoch, d.elected), (Some(2), 2, true));
         // 3 comes back: it leads again, in a newer epoch.
-        let d = e.decide(&[seen(1, 2, Some(2)), seen(2, 2, Some(2)), seen(3, 1, Some(3))]);
+        let d = e.decide(&[
+            seen(1, 2, Some(2)),
+            seen(2, 2, Some(2)),
+            seen(3, 1, Some(3)),
+        ]);
         assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 3, true));
     }
 

@@ -44,16 +44,18 @@ impl OrderStore {
     /// Loads `dir/orders.jsonl` (cutting a torn tail) and `dir/epoch.json`, and starts the
     /// actor. Corruption stops it with the file and line.
     pub fn start(dir: &Path, fsync: bool) -> Result<Addr<OrderStore>> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let path = dir.join(ORDERS_FILE);
         let (file, loaded) = journal::load::<Order>(&path)?;
-        let log = OrderLog::from_records(loaded.records, loaded.offsets, loaded.len).map_err(|e| {
-            Error::Corrupt {
-                path: path.clone(),
-                line: 0,
-                reason: e.to_string(),
-            }
-        })?;
+        let log =
+            OrderLog::from_records(loaded.records, loaded.offsets, loaded.len).map_err(|e| {
+                Error::Corrupt {
+                    path: path.clone(),
+                    line: 0,
+                    reason: e.to_string(),
+                }
+            })?;
         let epoch_path = dir.join(EPOCH_FILE);
         let term = match std::fs::read(&epoch_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
@@ -70,7 +72,11 @@ impl OrderStore {
             log.len(),
             log.last(),
             term.epoch,
-            if fsync { "" } else { "; fsync is OFF (benchmarks only)" }
+            if fsync {
+                ""
+            } else {
+                "; fsync is OFF (benchmarks only)"
+            }
         );
         Ok(OrderStore::create(move |ctx| {
             let addr = ctx.address();
@@ -113,7 +119,9 @@ impl OrderStore {
     /// conflict and refused.
     fn accept_term(&mut self, term: Term) -> Result<Option<oneshot::Receiver<Result<()>>>> {
         if term.epoch < self.term.epoch
-            || (term.epoch == self.term.epoch && term.leader != self.term.leader && self.term.epoch > 0)
+            || (term.epoch == self.term.epoch
+                && term.leader != self.term.leader
+                && self.term.epoch > 0)
         {
             return Err(Error::Fenced {
                 got: term.epoch,
@@ -125,7 +133,11 @@ impl OrderStore {
         }
         self.term = term;
         let bytes = serde_json::to_vec(&term).expect("serialize term");
-        Ok(Some(self.writer.replace(self.epoch_path.clone(), bytes, false)))
+        Ok(Some(self.writer.replace(
+            self.epoch_path.clone(),
+            bytes,
+            false,
+        )))
     }
 }
 
@@ -142,7 +154,10 @@ impl Handler<Durable> for OrderStore {
     fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
         self.durable_ticket = msg.0;
         let later = self.waiters.split_off(&(msg.0 + 1));
-        for tx in std::mem::replace(&mut self.waiters, later).into_values().flatten() {
+        for tx in std::mem::replace(&mut self.waiters, later)
+            .into_values()
+            .flatten()
+        {
             let _ = tx.send(());
         }
     }
@@ -185,18 +200,6 @@ impl Handler<GetOrder> for OrderStore {
     }
 }
 
-/// Finds the order recorded under a request id.
-#[derive(Message)]
-#[rtype(result = "Option<Order>")]
-pub struct FindRequest(pub RequestId);
-
-impl Handler<FindRequest> for OrderStore {
-    type Result = Option<Order>;
-    fn handle(&mut self, msg: FindRequest, _: &mut Context<Self>) -> Option<Order> {
-        self.log.find(msg.0).and_then(|n| self.log.get(n)).cloned()
-    }
-}
-
 /// Accepts a new leadership term (from the front end's announcement).
 #[derive(Message)]
 #[rtype(result = "Result<bool>")]
@@ -209,7 +212,10 @@ impl Handler<Adopt> for OrderStore {
         Box::pin(async move {
             match done? {
                 None => Ok(false),
-                Some(rx) => rx.await.map_err(|_| Error::Unavailable("writer stopped".into()))?.map(|_| true),
+                Some(rx) => rx
+                    .await
+                    .map_err(|_| Error::Unavailable("writer stopped".into()))?
+                    .map(|_| true),
             }
         })
     }
@@ -253,9 +259,19 @@ impl Handler<Record> for OrderStore {
                 msg.epoch, self.term.epoch
             )));
         }
-        if let Some(order) = self.log.find(msg.rid).and_then(|n| self.log.get(n)).cloned() {
+        if let Some(order) = self
+            .log
+            .find(msg.rid)
+            .and_then(|n| self.log.get(n))
+            .cloned()
+        {
+            // Durable once everything written so far is: conservative, and rare.
             let (tx, durable) = oneshot::channel();
-            let _ = tx.send(());
+            if self.ticket <= self.durable_ticket {
+                let _ = tx.send(());
+            } else {
+                self.waiters.entry(self.ticket).or_default().push(tx);
+            }
             return Ok(Recorded {
                 order,
                 fresh: false,
@@ -351,7 +367,10 @@ impl Handler<Apply> for OrderStore {
                     })
                 });
             }
-            Fit::Apply { truncate_from, skip } => (truncate_from, skip),
+            Fit::Apply {
+                truncate_from,
+                skip,
+            } => (truncate_from, skip),
         };
         let mut dropped = 0;
         let mut cut = None;
@@ -389,19 +408,58 @@ impl Handler<Apply> for OrderStore {
     }
 }
 
-/// Where a pull should retry after `tried` did not match the peer.
+/// The identity of our entry `n`, if held (for the binary search of a catch-up).
 #[derive(Message)]
 #[rtype(result = "Option<EntryId>")]
-pub struct BackOff {
-    /// The entry the peer did not hold.
-    pub tried: EntryId,
-    /// The peer's last entry.
-    pub peer_last: Option<EntryId>,
+pub struct IdAt(pub u64);
+
+impl Handler<IdAt> for OrderStore {
+    type Result = Option<EntryId>;
+    fn handle(&mut self, msg: IdAt, _: &mut Context<Self>) -> Option<EntryId> {
+        self.log.id_at(msg.0)
+    }
 }
 
-impl Handler<BackOff> for OrderStore {
-    type Result = Option<EntryId>;
-    fn handle(&mut self, msg: BackOff, _: &mut Context<Self>) -> Option<EntryId> {
-        self.log.back_off(msg.tried, msg.peer_last)
+/// Drops every entry after `keep`, but only if our last entry is still `seen` (a leader's
+/// push may have extended the log meanwhile). Returns how many were dropped.
+#[derive(Message)]
+#[rtype(result = "Result<u64>")]
+pub struct TruncateAfter {
+    /// Last entry to keep (None: drop everything).
+    pub keep: Option<EntryId>,
+    /// The last entry the caller saw.
+    pub seen: Option<EntryId>,
+}
+
+impl Handler<TruncateAfter> for OrderStore {
+    type Result = ResponseFuture<Result<u64>>;
+    fn handle(&mut self, msg: TruncateAfter, _: &mut Context<Self>) -> Self::Result {
+        let from = msg.keep.map_or(0, |k| k.number + 1);
+        if self.log.last() != msg.seen || from >= self.log.next_number() {
+            return Box::pin(async { Ok(0) });
+        }
+        let dropped = self.log.next_number() - from;
+        log::warn!(
+            "dropping orders {from}..{} that only this replica held (a newer epoch wrote past them)",
+            self.log.next_number() - 1
+        );
+        let cut = self.writer.truncate(self.log.truncate(from));
+        Box::pin(async move {
+            cut.await
+                .map_err(|_| Error::Unavailable("order log writer stopped".into()))??;
+            Ok(dropped)
+        })
+    }
+}
+
+/// Finds the order recorded under a request id.
+#[derive(Message)]
+#[rtype(result = "Option<Order>")]
+pub struct FindRequest(pub RequestId);
+
+impl Handler<FindRequest> for OrderStore {
+    type Result = Option<Order>;
+    fn handle(&mut self, msg: FindRequest, _: &mut Context<Self>) -> Option<Order> {
+        self.log.find(msg.0).and_then(|n| self.log.get(n)).cloned()
     }
 }

@@ -149,7 +149,11 @@ impl OrderLog {
 
     /// Adds the next order; returns its line (without newline) for the journal.
     pub fn append(&mut self, order: Order) -> Vec<u8> {
-        assert_eq!(order.number, self.next_number(), "orders are appended in number order");
+        assert_eq!(
+            order.number,
+            self.next_number(),
+            "orders are appended in number order"
+        );
         let line = serde_json::to_vec(&order).expect("serialize order");
         self.index(&order);
         self.offsets.push(self.len);
@@ -189,22 +193,6 @@ impl OrderLog {
         };
         let end = (start + limit).min(self.orders.len());
         Some(&self.orders[start..end])
-    }
-
-    /// Where to retry a pull after `tried` did not match a peer whose last entry is
-    /// `peer_last`: our entry at the peer's last number when the peer is shorter, otherwise
-    /// the entry before the run of `tried`'s epoch. Each step skips a whole epoch, so a
-    /// divergent tail costs one round trip per epoch it spans.
-    pub fn back_off(&self, tried: EntryId, peer_last: Option<EntryId>) -> Option<EntryId> {
-        let peer_last = peer_last?;
-        if peer_last.number < tried.number {
-            return self.id_at(peer_last.number);
-        }
-        let mut n = tried.number as usize;
-        while n > 0 && self.orders[n - 1].epoch == tried.epoch {
-            n -= 1;
-        }
-        n.checked_sub(1).map(|p| id_of(&self.orders[p]))
     }
 
     /// How a batch whose first order follows `prev` fits this log.
@@ -297,18 +285,45 @@ mod tests {
     fn since_serves_after_a_matching_entry_only() {
         let log = log_of(&[1, 1, 2, 2]);
         assert_eq!(log.since(None, 10).unwrap().len(), 4);
-        let after = Some(EntryId { number: 1, epoch: 1 });
+        let after = Some(EntryId {
+            number: 1,
+            epoch: 1,
+        });
         assert_eq!(log.since(after, 1).unwrap()[0].number, 2);
-        assert!(log.since(Some(EntryId { number: 2, epoch: 1 }), 10).is_none());
-        assert!(log.since(Some(EntryId { number: 9, epoch: 2 }), 10).is_none());
+        assert!(log
+            .since(
+                Some(EntryId {
+                    number: 2,
+                    epoch: 1
+                }),
+                10
+            )
+            .is_none());
+        assert!(log
+            .since(
+                Some(EntryId {
+                    number: 9,
+                    epoch: 2
+                }),
+                10
+            )
+            .is_none());
     }
 
     #[test]
     fn fit_skips_what_is_held_and_cuts_a_divergent_tail() {
         // We hold 0..=3; orders 2 and 3 were written by a leader of epoch 1 that died.
         let log = log_of(&[1, 1, 1, 1]);
-        let batch = vec![order(1, 1, 2), order(2, 2, 9), order(3, 2, 10), order(4, 2, 11)];
-        let prev = Some(EntryId { number: 0, epoch: 1 });
+        let batch = vec![
+            order(1, 1, 2),
+            order(2, 2, 9),
+            order(3, 2, 10),
+            order(4, 2, 11),
+        ];
+        let prev = Some(EntryId {
+            number: 0,
+            epoch: 1,
+        });
         assert_eq!(
             log.fit(prev, &batch),
             Fit::Apply {
@@ -316,24 +331,28 @@ mod tests {
                 skip: 1
             }
         );
-        assert_eq!(log.fit(Some(EntryId { number: 7, epoch: 1 }), &batch), Fit::Mismatch);
-    }
-
-    #[test]
-    fn back_off_skips_a_whole_epoch_run_or_jumps_to_a_shorter_peer() {
-        let log = log_of(&[1, 1, 3, 3, 3]);
-        let tried = EntryId { number: 4, epoch: 3 };
-        let peer = Some(EntryId { number: 9, epoch: 4 });
-        assert_eq!(log.back_off(tried, peer), Some(EntryId { number: 1, epoch: 1 }));
-        let shorter = Some(EntryId { number: 2, epoch: 2 });
-        assert_eq!(log.back_off(tried, shorter), Some(EntryId { number: 2, epoch: 3 }));
-        assert_eq!(log.back_off(EntryId { number: 1, epoch: 1 }, peer), None);
+        assert_eq!(
+            log.fit(
+                Some(EntryId {
+                    number: 7,
+                    epoch: 1
+                }),
+                &batch
+            ),
+            Fit::Mismatch
+        );
     }
 
     #[test]
     fn freshness_prefers_newer_epoch_then_longer() {
-        let a = Some(EntryId { number: 10, epoch: 1 });
-        let b = Some(EntryId { number: 3, epoch: 2 });
+        let a = Some(EntryId {
+            number: 10,
+            epoch: 1,
+        });
+        let b = Some(EntryId {
+            number: 3,
+            epoch: 2,
+        });
         assert!(EntryId::freshness(b) > EntryId::freshness(a));
         assert!(EntryId::freshness(a) > EntryId::freshness(None));
     }

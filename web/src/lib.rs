@@ -1,1 +1,12 @@
-pub fn x(){}
+//! Trade-Net's HTTP layer and processes: the catalog service, the order replicas, the front
+//! end with its cache and supervisor, and the launcher. The logic they serve lives in
+//! `tradenet-actors`; this crate maps it to routes, JSON and calls between services.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod frontend;
+pub mod http;
+pub mod launcher;
+pub mod replica;
+pub mod supervisor;

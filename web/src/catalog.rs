@@ -1,0 +1,366 @@
+//! The catalog service: the stock table behind HTTP, and the publisher that pushes an
+//! invalidation to every subscribed front end after each durable batch of trades.
+//!
+//! Internal API (JSON, versioned by path; see `docs/internal-api.md`):
+//! - `POST /internal/v1/trade` `{rid, name, type, quantity, epoch}` -> the trade's outcome,
+//!   answered once durable; the same `rid` returns the first answer and trades once.
+//! - `POST /internal/v1/trades/since` `{after, epoch, limit}` -> durable trades after `after`.
+//! - `POST /internal/v1/subscribe` `{id, url}` -> `{incarnation}`; invalidations then go to
+//!   `POST {url}/internal/v1/invalidate`.
+//! - `GET /internal/v1/hello?subscriber=ID` -> `{incarnation, subscribed}`, which front ends
+//!   poll to notice a lost link or a restarted catalog.
+
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{self, ok, resource, Metrics};
+use actix::prelude::*;
+use actix_web::{web, HttpResponse, HttpServer};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+use tradenet_actors::catalog::TradeRequest;
+use tradenet_actors::catalog_actor::{
+    CatalogActor, CatalogOptions, GetStatus, Invalidated, Lookup, Trade, TradesAfter,
+};
+use tradenet_actors::types::validate_name;
+
+/// A front end's subscription request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    /// The front end's instance id (random per start).
+    pub id: String,
+    /// Base URL the catalog pushes to.
+    pub url: String,
+}
+
+/// What the catalog says about itself to a subscriber.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    /// Random per catalog start: a change means the catalog restarted.
+    pub incarnation: u64,
+    /// Whether the asking front end is still subscribed.
+    pub subscribed: bool,
+}
+
+/// One stock's new version, as pushed to front ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Invalidation {
+    /// Stock name.
+    pub name: String,
+    /// Its version after the trade.
+    pub version: u64,
+}
+
+/// The body of a push to a front end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidationBatch {
+    /// The pushing catalog's incarnation.
+    pub incarnation: u64,
+    /// Changed stocks.
+    pub stocks: Vec<Invalidation>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinceBody {
+    after: u64,
+    epoch: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+struct HelloQuery {
+    subscriber: Option<String>,
+}
+
+struct Subscriber {
+    url: String,
+    queue: Vec<Invalidation>,
+    in_flight: bool,
+}
+
+/// Pushes invalidations to subscribed front ends, one request in flight per subscriber (so
+/// they arrive in order) carrying everything queued meanwhile. A failed push drops the
+/// subscriber; its front end notices through `hello`, empties its cache and subscribes again.
+pub struct Publisher {
+    incarnation: u64,
+    timeout: Duration,
+    client: Option<awc::Client>,
+    subscribers: HashMap<String, Subscriber>,
+}
+
+impl Publisher {
+    fn new(incarnation: u64, timeout: Duration) -> Publisher {
+        Publisher {
+            incarnation,
+            timeout,
+            client: None,
+            subscribers: HashMap::new(),
+        }
+    }
+
+    fn pump(&mut self, id: &str, ctx: &mut Context<Self>) {
+        let Some(sub) = self.subscribers.get_mut(id) else {
+            return;
+        };
+        if sub.in_flight || sub.queue.is_empty() {
+            return;
+        }
+        sub.in_flight = true;
+        let batch = InvalidationBatch {
+            incarnation: self.incarnation,
+            stocks: std::mem::take(&mut sub.queue),
+        };
+        let url = format!("{}/internal/v1/invalidate", sub.url);
+        let client = self
+            .client
+            .get_or_insert_with(|| http::client(self.timeout))
+            .clone();
+        let id = id.to_string();
+        ctx.spawn(
+            async move { http::post::<_, serde_json::Value>(&client, &url, &batch).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(_) => {
+                        if let Some(sub) = act.subscribers.get_mut(&id) {
+                            sub.in_flight = false;
+                        }
+                        act.pump(&id, ctx);
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            "dropping subscriber {id}: push failed ({e}); it will resubscribe"
+                        );
+                        act.subscribers.remove(&id);
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for Publisher {
+    type Context = Context<Self>;
+}
+
+impl Handler<Invalidated> for Publisher {
+    type Result = ();
+    fn handle(&mut self, msg: Invalidated, ctx: &mut Context<Self>) {
+        let items: Vec<Invalidation> = msg
+            .stocks
+            .into_iter()
+            .map(|s| Invalidation {
+                name: s.name,
+                version: s.version,
+            })
+            .collect();
+        let ids: Vec<String> = self.subscribers.keys().cloned().collect();
+        for id in ids {
+            if let Some(sub) = self.subscribers.get_mut(&id) {
+                sub.queue.extend(items.iter().cloned());
+            }
+            self.pump(&id, ctx);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Hello")]
+struct AddSubscriber(Subscribe);
+
+impl Handler<AddSubscriber> for Publisher {
+    type Result = MessageResult<AddSubscriber>;
+    fn handle(&mut self, msg: AddSubscriber, _: &mut Context<Self>) -> Self::Result {
+        log::info!("front end {} subscribed ({})", msg.0.id, msg.0.url);
+        self.subscribers.insert(
+            msg.0.id,
+            Subscriber {
+                url: msg.0.url.trim_end_matches('/').to_string(),
+                queue: Vec::new(),
+                in_flight: false,
+            },
+        );
+        MessageResult(Hello {
+            incarnation: self.incarnation,
+            subscribed: true,
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Hello")]
+struct AskHello(Option<String>);
+
+impl Handler<AskHello> for Publisher {
+    type Result = MessageResult<AskHello>;
+    fn handle(&mut self, msg: AskHello, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(Hello {
+            incarnation: self.incarnation,
+            subscribed: msg.0.is_some_and(|id| self.subscribers.contains_key(&id)),
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+struct ListSubscribers;
+
+impl Handler<ListSubscribers> for Publisher {
+    type Result = MessageResult<ListSubscribers>;
+    fn handle(&mut self, _: ListSubscribers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.subscribers.keys().cloned().collect())
+    }
+}
+
+/// What the catalog's handlers share.
+#[derive(Clone)]
+pub struct CatalogState {
+    /// The table's actor.
+    pub catalog: Addr<CatalogActor>,
+    publisher: Addr<Publisher>,
+}
+
+/// The catalog's routes, for `main` and in-process tests alike.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/stocks/{name}").route(web::get().to(lookup)))
+        .service(resource("/status").route(web::get().to(status)))
+        .service(resource("/internal/v1/trade").route(web::post().to(trade)))
+        .service(resource("/internal/v1/trades/since").route(web::post().to(trades_since)))
+        .service(resource("/internal/v1/subscribe").route(web::post().to(subscribe)))
+        .service(resource("/internal/v1/hello").route(web::get().to(hello)));
+}
+
+async fn lookup(
+    state: web::Data<CatalogState>,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    validate_name(&name)?;
+    let stock = state
+        .catalog
+        .send(Lookup(name.into_inner()))
+        .await
+        .map_err(to_api)??;
+    Ok(ok(stock))
+}
+
+async fn trade(
+    state: web::Data<CatalogState>,
+    body: web::Json<TradeRequest>,
+) -> ApiResult<HttpResponse> {
+    validate_name(&body.name)?;
+    let outcome = state
+        .catalog
+        .send(Trade(body.into_inner()))
+        .await
+        .map_err(to_api)??;
+    Ok(ok(outcome))
+}
+
+async fn trades_since(
+    state: web::Data<CatalogState>,
+    body: web::Json<SinceBody>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .catalog
+        .send(TradesAfter {
+            after: body.after,
+            epoch: body.epoch,
+            limit: body.limit.clamp(1, 100_000),
+        })
+        .await
+        .map_err(to_api)??;
+    Ok(ok(page))
+}
+
+async fn subscribe(
+    state: web::Data<CatalogState>,
+    body: web::Json<Subscribe>,
+) -> ApiResult<HttpResponse> {
+    if !body.url.starts_with("http://") && !body.url.starts_with("https://") {
+        return Err(ApiError::bad_request(format!(
+            "subscriber url must be http(s)://..., got {:?}",
+            body.url
+        )));
+    }
+    let hello = state
+        .publisher
+        .send(AddSubscriber(body.into_inner()))
+        .await
+        .map_err(to_api)?;
+    Ok(ok(hello))
+}
+
+async fn hello(
+    state: web::Data<CatalogState>,
+    q: web::Query<HelloQuery>,
+) -> ApiResult<HttpResponse> {
+    let hello = state
+        .publisher
+        .send(AskHello(q.into_inner().subscriber))
+        .await
+        .map_err(to_api)?;
+    Ok(ok(hello))
+}
+
+async fn status(state: web::Data<CatalogState>) -> ApiResult<HttpResponse> {
+    let status = state.catalog.send(GetStatus).await.map_err(to_api)?;
+    let subscribers = state
+        .publisher
+        .send(ListSubscribers)
+        .await
+        .map_err(to_api)?;
+    let hello = state.publisher.send(AskHello(None)).await.map_err(to_api)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "incarnation": hello.incarnation,
+        "last_trade": status.last_seq,
+        "epoch": status.epoch,
+        "subscribers": subscribers,
+        "stocks": status.stocks,
+    })))
+}
+
+fn to_api(e: MailboxError) -> ApiError {
+    ApiError::from(tradenet_actors::Error::from(e))
+}
+
+/// Starts the catalog's actors from `config` (loading its files) and serves on `listener`
+/// until the process is stopped.
+pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    let incarnation = rand::random::<u64>();
+    let publisher = Publisher::new(incarnation, config.request_timeout()).start();
+    let catalog = CatalogActor::start(
+        CatalogOptions {
+            dir: config.service_dir("catalog"),
+            seeds: config.catalog.stocks.clone(),
+            fsync: config.fsync,
+            trade_window: config.catalog.trade_window,
+            snapshot_every: config.catalog.snapshot_every,
+        },
+        Some(publisher.clone().recipient()),
+    )
+    .map_err(|e| anyhow::anyhow!("catalog cannot start: {e}"))?;
+    let state = CatalogState { catalog, publisher };
+    let metrics = Metrics::new("catalog");
+    log::info!(
+        "catalog listening on {} (incarnation {incarnation:016x})",
+        listener.local_addr()?
+    );
+    HttpServer::new(move || {
+        let state = state.clone();
+        http::app("catalog", metrics.clone(), move |cfg| {
+            cfg.app_data(web::Data::new(state));
+            configure(cfg);
+        })
+    })
+    .workers(http::workers(config.catalog.workers))
+    .listen(listener)?
+    .run()
+    .await?;
+    Ok(())
+}

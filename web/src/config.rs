@@ -1,0 +1,289 @@
+//! The one configuration every process reads, loaded in layers: the embedded
+//! `config/default.toml`, then the `--config` file, then `TRADENET__SECTION__KEY` environment
+//! variables, then command-line flags. Unknown keys, wrong types, duplicate replica ids and
+//! unreadable files stop the process with a message naming the key or the file.
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tradenet_actors::types::StockSeed;
+
+/// The embedded default configuration (`config/default.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Prefix of the environment variables that override keys.
+pub const ENV_PREFIX: &str = "TRADENET";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Every service keeps its files below this folder, one subfolder each.
+    pub data_dir: PathBuf,
+    /// Sync durable writes before answering (false: benchmarks only).
+    pub fsync: bool,
+    /// Log filter used when `RUST_LOG` is not set.
+    pub log: String,
+    /// The catalog service.
+    pub catalog: CatalogConfig,
+    /// The front end.
+    pub frontend: FrontendConfig,
+    /// Settings shared by the order replicas.
+    pub order: OrderConfig,
+    /// The order replicas.
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+/// `[catalog]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Listen and contact address, `host:port`.
+    pub addr: String,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+    /// Recent trades kept by request id.
+    pub trade_window: usize,
+    /// Snapshot after this many trades.
+    pub snapshot_every: u64,
+    /// Initial stocks.
+    pub stocks: Vec<StockSeed>,
+}
+
+/// `[frontend]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontendConfig {
+    /// Listen address for clients, `host:port`.
+    pub addr: String,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+    /// LRU capacity; 0 turns the cache off.
+    pub cache_size: usize,
+    /// Heartbeat interval for replicas and the catalog link.
+    pub heartbeat_ms: u64,
+    /// Timeout of one call to another service.
+    pub request_timeout_ms: u64,
+    /// How long an order may wait for a leader before a 503.
+    pub failover_timeout_ms: u64,
+    /// Test only: delay before a cache fill.
+    pub fill_delay_ms: u64,
+}
+
+/// `[order]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderConfig {
+    /// HTTP worker threads per replica (0: one per core).
+    pub workers: usize,
+    /// How long the leader waits for a follower's acknowledgement.
+    pub replicate_timeout_ms: u64,
+    /// Orders per replication or catch-up batch.
+    pub batch_limit: usize,
+}
+
+/// One `[[replicas]]` table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConfig {
+    /// Unique positive id; the highest live id leads.
+    pub id: u64,
+    /// Listen and contact address, `host:port`.
+    pub addr: String,
+}
+
+impl Config {
+    /// Loads the layers: embedded default, `file`, environment, then `overrides`
+    /// (`("frontend.cache_size", "0")`, from flags).
+    pub fn load(file: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<Config> {
+        let mut merged: toml::Table = DEFAULT_TOML.parse().context("embedded default config")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let table: toml::Table = text
+                .parse()
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            merge(&mut merged, table);
+        }
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            &toml::to_string(&merged)?,
+            config::FileFormat::Toml,
+        ));
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.as_str())?;
+        }
+        let source = file.map_or("the embedded default".to_string(), |p| {
+            p.display().to_string()
+        });
+        let config: Config = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| {
+                anyhow::anyhow!("configuration ({source} + TRADENET__* environment): {e}")
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        check_addr("catalog.addr", &self.catalog.addr)?;
+        check_addr("frontend.addr", &self.frontend.addr)?;
+        let mut ids = std::collections::HashSet::new();
+        for r in &self.replicas {
+            if r.id == 0 {
+                bail!("replicas: id must be a positive integer, got 0");
+            }
+            if !ids.insert(r.id) {
+                bail!("replicas: id {} is listed twice; ids must be unique", r.id);
+            }
+            check_addr(&format!("replicas (id {}).addr", r.id), &r.addr)?;
+        }
+        if self.frontend.heartbeat_ms == 0 {
+            bail!("frontend.heartbeat_ms must be at least 1");
+        }
+        if self.catalog.stocks.is_empty() {
+            bail!("catalog.stocks: at least one stock is needed");
+        }
+        Ok(())
+    }
+
+    /// The replica with this id.
+    pub fn replica(&self, id: u64) -> anyhow::Result<&ReplicaConfig> {
+        self.replicas.iter().find(|r| r.id == id).with_context(|| {
+            let ids: Vec<_> = self.replicas.iter().map(|r| r.id).collect();
+            format!("no replica with id {id} in the configuration (ids: {ids:?})")
+        })
+    }
+
+    /// The folder of one service below `data_dir`.
+    pub fn service_dir(&self, service: &str) -> PathBuf {
+        self.data_dir.join(service)
+    }
+
+    /// Heartbeat interval.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.frontend.heartbeat_ms)
+    }
+
+    /// Timeout for one call between services.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.frontend.request_timeout_ms)
+    }
+}
+
+/// Tables merge key by key; anything else (arrays included) in `top` replaces `base`.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn check_addr(key: &str, addr: &str) -> anyhow::Result<()> {
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !ok {
+        bail!("{key}: expected host:port, got {addr:?}");
+    }
+    Ok(())
+}
+
+/// Turns a `host:port` into a base URL.
+pub fn url(addr: &str) -> String {
+    format!("http://{addr}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("t.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn embedded_default_has_the_course_layout() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!(c.catalog.stocks.len(), 16);
+        assert_eq!(c.catalog.stocks[0].name, "GameStart");
+        assert_eq!(c.catalog.stocks[0].price, 15.99);
+        assert!(c.catalog.stocks.iter().all(|s| s.quantity == 100));
+        assert_eq!(c.frontend.addr, "127.0.0.1:8081");
+        assert_eq!(c.frontend.cache_size, 10);
+        assert_eq!(
+            c.replicas.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn file_overrides_and_replaces_the_replica_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[frontend]\ncache_size = 3\n[[replicas]]\nid = 7\naddr = \"127.0.0.1:9\"\n",
+        );
+        let c = Config::load(Some(&p), &[]).unwrap();
+        assert_eq!(c.frontend.cache_size, 3);
+        assert_eq!(
+            c.frontend.heartbeat_ms, 200,
+            "untouched keys keep their default"
+        );
+        assert_eq!(
+            c.replicas,
+            vec![ReplicaConfig {
+                id: 7,
+                addr: "127.0.0.1:9".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let c = Config::load(None, &[("frontend.cache_size", "0".into())]).unwrap();
+        assert_eq!(c.frontend.cache_size, 0);
+    }
+
+    #[test]
+    fn errors_name_the_key_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(
+            Some(&write(dir.path(), "[frontend]\ncache_size = \"ten\"\n")),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cache_size"), "{err}");
+        let err = Config::load(
+            Some(&write(dir.path(), "[frontend]\ncache_sise = 1\n")),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cache_sise"), "{err}");
+        let dup = "[[replicas]]\nid = 1\naddr = \"a:1\"\n[[replicas]]\nid = 1\naddr = \"a:2\"\n";
+        let err = Config::load(Some(&write(dir.path(), dup)), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("id 1 is listed twice"), "{err}");
+        let err = Config::load(Some(Path::new("/nonexistent/x.toml")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/x.toml"), "{err}");
+    }
+}

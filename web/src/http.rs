@@ -1,0 +1,258 @@
+//! What every service's HTTP side shares: body limits and extractor errors turned into the
+//! error object, 404/405 for unknown paths and methods, `/health`, `/metrics` with request
+//! counts and latencies, and JSON calls to other services with a timeout.
+
+use crate::error::{self, ApiError, ApiResult};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, App, HttpRequest, HttpResponse};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// Largest request body accepted, in bytes; larger bodies get 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The `{"data": ...}` envelope of every successful answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Data<T> {
+    /// The payload.
+    pub data: T,
+}
+
+/// Answers `200 {"data": value}`.
+pub fn ok<T: Serialize>(value: T) -> HttpResponse {
+    HttpResponse::Ok().json(Data { data: value })
+}
+
+/// Request metrics of one service, registered in its own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl Metrics {
+    /// Metrics for the service called `service` (a constant label on every series).
+    pub fn new(service: &str) -> Metrics {
+        let registry = Registry::new_custom(
+            Some("tradenet".into()),
+            Some([("service".to_string(), service.to_string())].into()),
+        )
+        .expect("valid registry");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route and status",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "Time to answer, by route")
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5,
+                ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("register");
+        Metrics {
+            registry,
+            requests,
+            latency,
+        }
+    }
+
+    fn observe(&self, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every registered metric.
+    pub fn render(&self) -> HttpResponse {
+        let mut buf = Vec::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            return ApiError::new(500, "internal", format!("metrics: {e}")).into_response();
+        }
+        HttpResponse::Ok()
+            .content_type(encoder.format_type())
+            .body(buf)
+    }
+}
+
+trait IntoResponse {
+    fn into_response(self) -> HttpResponse;
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+/// Wraps a service's routes with the shared pieces: extractor error mapping, body limits,
+/// metrics, `/health`, `/metrics`, and 404 for unknown paths.
+pub fn app(
+    service: &'static str,
+    metrics: Metrics,
+    routes: impl FnOnce(&mut web::ServiceConfig),
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let m = metrics.clone();
+    App::new()
+        .app_data(
+            web::JsonConfig::default()
+                .limit(MAX_BODY_BYTES)
+                .error_handler(json_error),
+        )
+        .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::Data::new(metrics))
+        .wrap_fn(move |req, srv| {
+            let start = Instant::now();
+            let m = m.clone();
+            let fut = srv.call(req);
+            async move {
+                let res = fut.await?;
+                let route = res
+                    .request()
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".into());
+                m.observe(&route, res.status().as_u16(), start.elapsed());
+                Ok(res)
+            }
+        })
+        .service(resource("/health").route(web::get().to(move || async move {
+            ok(serde_json::json!({ "status": "ok", "service": service }))
+        })))
+        .service(
+            resource("/metrics")
+                .route(web::get().to(|m: web::Data<Metrics>| async move { m.render() })),
+        )
+        .configure(routes)
+        .default_service(web::to(|req: HttpRequest| async move {
+            ApiError::not_found(format!("no route for {} {}", req.method(), req.path()))
+                .into_response()
+        }))
+}
+
+/// A resource whose unknown methods get 405 with the error object.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|req: HttpRequest| async move {
+        ApiError::new(
+            405,
+            "method_not_allowed",
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        )
+        .into_response()
+    }))
+}
+
+fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(
+                413,
+                "too_large",
+                format!("request body larger than {MAX_BODY_BYTES} bytes"),
+            )
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::bad_request("expected Content-Type: application/json")
+        }
+        other => ApiError::bad_request(format!("malformed JSON body: {other}")),
+    };
+    api.into()
+}
+
+fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("malformed path {}: {err}", req.path())).into()
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("malformed query: {err}")).into()
+}
+
+/// Number of HTTP workers: the configured count, or one per core for 0.
+pub fn workers(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+/// Binds `addr`, naming it in the error.
+pub fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// A client for calls to other services; one per thread (awc clients are not `Send`).
+pub fn client(timeout: Duration) -> awc::Client {
+    awc::Client::builder()
+        .timeout(timeout)
+        .connector(awc::Connector::new().timeout(timeout).limit(256))
+        .finish()
+}
+
+/// Sends `body` as JSON with POST and decodes `{"data": T}`; transport failures and time-outs
+/// are 503 `unavailable`, error objects are passed through.
+pub async fn post<B: Serialize, T: DeserializeOwned>(
+    client: &awc::Client,
+    url: &str,
+    body: &B,
+) -> ApiResult<T> {
+    let res = client.post(url).send_json(body).await;
+    decode(url, res).await
+}
+
+/// GET `url` and decode `{"data": T}`; errors as for `post`.
+pub async fn get<T: DeserializeOwned>(client: &awc::Client, url: &str) -> ApiResult<T> {
+    let res = client.get(url).send().await;
+    decode(url, res).await
+}
+
+async fn decode<T: DeserializeOwned, S>(
+    url: &str,
+    res: Result<awc::ClientResponse<S>, awc::error::SendRequestError>,
+) -> ApiResult<T>
+where
+    S: futures::Stream<Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>>
+        + Unpin,
+{
+    let mut res = res.map_err(|e| ApiError::unavailable(format!("{url}: {e}")))?;
+    let body = res
+        .body()
+        .limit(256 << 20)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("{url}: reading answer: {e}")))?;
+    if !res.status().is_success() {
+        return Err(error::from_body(res.status().as_u16(), &body));
+    }
+    serde_json::from_slice::<Data<T>>(&body)
+        .map(|d| d.data)
+        .map_err(|e| ApiError::unavailable(format!("{url}: unexpected answer ({e})")))
+}
