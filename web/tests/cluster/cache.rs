@@ -1,0 +1,199 @@
+//! The front end's cache against real processes: LRU replacement, pushed invalidation to two
+//! front ends, the fill/invalidation race, cache size 0, and flushing after a catalog restart.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn entries(status: &Value) -> Vec<String> {
+    status["cache"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn catalog_trade(c: &Cluster, rid: u128, name: &str) {
+    let (status, body) = post(
+        &c.catalog,
+        "/internal/v1/trade",
+        &json!({"rid": format!("{rid:032x}"), "name": name, "type": "buy", "quantity": 1, "epoch": 0}),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Requests the catalog has answered on its lookup route, from its Prometheus metrics.
+fn catalog_lookups(c: &Cluster) -> u64 {
+    let text = try_get(&c.catalog, "/metrics").unwrap().1;
+    let text = text.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("tradenet_http_requests_total") && l.contains("route=\"/stocks/{name}\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn subscribed(addr: &str) -> bool {
+    get(addr, "/status").1["catalog"]["connected"] == true
+}
+
+fn catalog_front_end(cache_size: usize, fill_delay_ms: u64) -> Cluster {
+    let mut c = Cluster::new(Opts {
+        replicas: 0,
+        cache_size,
+        fill_delay_ms,
+        ..Opts::default()
+    });
+    c.start_catalog();
+    c.start_frontend();
+    let fe = c.frontend.clone();
+    wait_for("front end subscribed", Duration::from_secs(10), || {
+        subscribed(&fe).then_some(())
+    });
+    c
+}
+
+#[test]
+fn least_recently_used_entry_is_replaced_first() {
+    let c = catalog_front_end(3, 0);
+    for name in ["GameStart", "FishCo", "BoarCo", "GameStart", "MenhirCo"] {
+        stock(&c.frontend, name);
+    }
+    let s = c.status();
+    assert_eq!(
+        entries(&s),
+        ["MenhirCo", "GameStart", "BoarCo"],
+        "FishCo was least recently used"
+    );
+    assert_eq!(s["cache"]["capacity"], 3);
+    assert_eq!(s["cache"]["evictions"], 1);
+    assert_eq!(s["cache"]["hits"], 1);
+    assert_eq!(s["cache"]["misses"], 4);
+    // Keep going past the 16 stocks: the cache never holds more than its capacity.
+    for name in ["Reneium", "PiloteCo", "FishCo", "CaesarTech"] {
+        stock(&c.frontend, name);
+    }
+    let s = c.status();
+    assert_eq!(entries(&s), ["CaesarTech", "FishCo", "PiloteCo"]);
+    assert_eq!(s["cache"]["evictions"], 5);
+}
+
+#[test]
+fn one_trade_invalidates_the_entry_in_two_front_ends() {
+    let mut c = catalog_front_end(10, 0);
+    let second = c.start_extra_frontend();
+    wait_for(
+        "second front end subscribed",
+        Duration::from_secs(10),
+        || subscribed(&second).then_some(()),
+    );
+    for fe in [&c.frontend, &second] {
+        assert_eq!(stock(fe, "GameStart")["quantity"], 100);
+        assert_eq!(
+            stock(fe, "GameStart")["quantity"],
+            100,
+            "second lookup is a hit"
+        );
+    }
+    catalog_trade(&c, 1, "GameStart");
+    for fe in [c.frontend.clone(), second] {
+        wait_for("invalidation", Duration::from_secs(10), || {
+            let s = get(&fe, "/status").1;
+            (!entries(&s).contains(&"GameStart".to_string())).then_some(())
+        });
+        let s = stock(&fe, "GameStart");
+        assert_eq!(
+            (s["quantity"].as_u64(), s["version"].as_u64()),
+            (Some(99), Some(1))
+        );
+    }
+}
+
+#[test]
+fn a_slow_fill_racing_an_invalidation_leaves_no_stale_entry() {
+    // Every fill waits 3 s between reading the catalog and filling the cache.
+    let c = catalog_front_end(10, 3000);
+    let before = catalog_lookups(&c);
+    let fe = c.frontend.clone();
+    let lookup = std::thread::spawn(move || stock(&fe, "FishCo"));
+    // The front end has read version 0 from the catalog and is now holding it.
+    wait_for("the fill's catalog read", Duration::from_secs(10), || {
+        (catalog_lookups(&c) > before).then_some(())
+    });
+    catalog_trade(&c, 2, "FishCo");
+    wait_for("the invalidation", Duration::from_secs(10), || {
+        (c.status()["cache"]["invalidations"].as_u64() >= Some(1)).then_some(())
+    });
+    assert!(
+        !lookup.is_finished(),
+        "the invalidation must overtake the slow fill"
+    );
+    assert_eq!(
+        lookup.join().unwrap()["quantity"],
+        100,
+        "that lookup read before the trade"
+    );
+    let s = c.status();
+    assert!(
+        !entries(&s).contains(&"FishCo".to_string()),
+        "stale value reinstalled: {s}"
+    );
+    assert_eq!(s["cache"]["stale_fills"], 1);
+    // The next lookup reads the new value (and, after its own delay, caches it).
+    assert_eq!(stock(&c.frontend, "FishCo")["quantity"], 99);
+}
+
+#[test]
+fn cache_size_zero_sends_every_lookup_to_the_catalog() {
+    let c = catalog_front_end(0, 0);
+    let before = catalog_lookups(&c);
+    for _ in 0..5 {
+        stock(&c.frontend, "GameStart");
+    }
+    assert_eq!(catalog_lookups(&c) - before, 5);
+    let s = c.status();
+    assert_eq!(s["cache"]["capacity"], 0);
+    assert!(entries(&s).is_empty());
+    catalog_trade(&c, 3, "GameStart");
+    assert_eq!(
+        stock(&c.frontend, "GameStart")["quantity"],
+        99,
+        "no cache, no staleness"
+    );
+}
+
+#[test]
+fn front_end_flushes_and_resubscribes_after_a_catalog_restart() {
+    let mut c = catalog_front_end(10, 0);
+    stock(&c.frontend, "BoarCo");
+    let s = c.status();
+    assert_eq!(entries(&s), ["BoarCo"]);
+    let incarnation = s["catalog"]["incarnation"].clone();
+    let flushes = s["cache"]["flushes"].as_u64().unwrap();
+    c.kill("catalog");
+    c.start_catalog();
+    let s = wait_for("flush and resubscription", Duration::from_secs(10), || {
+        let s = c.status();
+        (s["catalog"]["connected"] == true && s["catalog"]["incarnation"] != incarnation)
+            .then_some(s)
+    });
+    assert!(entries(&s).is_empty(), "cache emptied: {s}");
+    assert!(s["cache"]["flushes"].as_u64().unwrap() > flushes);
+    assert!(
+        c.log("frontend").contains("cache flushed"),
+        "{}",
+        c.log("frontend")
+    );
+    // Pushes reach it again.
+    stock(&c.frontend, "BoarCo");
+    catalog_trade(&c, 4, "BoarCo");
+    wait_for(
+        "invalidation after resubscribing",
+        Duration::from_secs(10),
+        || (!entries(&c.status()).contains(&"BoarCo".to_string())).then_some(()),
+    );
+    assert_eq!(stock(&c.frontend, "BoarCo")["quantity"], 99);
+}

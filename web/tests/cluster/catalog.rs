@@ -1,0 +1,200 @@
+//! The catalog under crashes: acknowledged trades survive SIGKILL, request ids apply once,
+//! a torn journal tail is cut, a corrupt middle line stops start-up naming file and line.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn catalog_only() -> Cluster {
+    let mut c = Cluster::new(Opts {
+        replicas: 0,
+        ..Opts::default()
+    });
+    c.start_catalog();
+    c
+}
+
+fn rid(n: u64) -> String {
+    format!("{:032x}", 0xabc0_0000_0000u64 + n)
+}
+
+fn trade(addr: &str, rid: &str, name: &str, kind: &str, quantity: u64) -> Option<(u16, Value)> {
+    try_post(
+        addr,
+        "/internal/v1/trade",
+        &json!({"rid": rid, "name": name, "type": kind, "quantity": quantity, "epoch": 0}),
+        &[],
+    )
+}
+
+fn catalog_status(addr: &str) -> Value {
+    get(addr, "/status").1
+}
+
+fn quantities(addr: &str) -> HashMap<String, (u64, u64)> {
+    catalog_status(addr)["stocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                (
+                    s["quantity"].as_u64().unwrap(),
+                    s["volume"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_rid_twice() {
+    let mut c = catalog_only();
+    let addr = c.catalog.clone();
+    let acked: Arc<Mutex<HashMap<String, (String, String, u64, u64)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let names = ["GameStart", "FishCo", "BoarCo"];
+    let threads: Vec<_> = (0..3u64)
+        .map(|t| {
+            let (addr, acked, stop) = (addr.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut sent = Vec::new();
+                for i in 0..400u64 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = rid(t * 10_000 + i);
+                    let name = names[(i % 3) as usize];
+                    let kind = if i % 2 == 0 { "sell" } else { "buy" };
+                    sent.push((r.clone(), name, kind));
+                    if let Some((200, body)) = trade(&addr, &r, name, kind, 1) {
+                        let seq = body["data"]["seq"].as_u64().unwrap();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(r, (name.into(), kind.into(), 1, seq));
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    wait_for("some acknowledged trades", Duration::from_secs(20), || {
+        (acked.lock().unwrap().len() >= 50).then_some(())
+    });
+    c.kill("catalog");
+    stop.store(true, Ordering::Relaxed);
+    let sent: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    c.start_catalog();
+    let acked = acked.lock().unwrap().clone();
+
+    // Every acknowledged trade is there, with its number: the same rid answers the same seq.
+    for (r, (name, kind, q, seq)) in &acked {
+        let (status, body) = trade(&addr, r, name, kind, *q).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["data"]["seq"].as_u64(),
+            Some(*seq),
+            "rid {r} answered a different trade"
+        );
+    }
+    // Retrying everything that was sent (acknowledged or not) applies each rid at most once.
+    for (r, name, kind) in &sent {
+        let _ = trade(&addr, r, name, kind, 1);
+    }
+    let (_, page) = post(
+        &addr,
+        "/internal/v1/trades/since",
+        &json!({"after": 0, "epoch": 0, "limit": 100000}),
+        &[],
+    );
+    let trades = page["data"]["trades"].as_array().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for t in trades {
+        assert!(
+            seen.insert(t["rid"].as_str().unwrap().to_string()),
+            "rid applied twice: {t}"
+        );
+    }
+    assert_eq!(
+        trades.len(),
+        sent.len(),
+        "every sent rid applied exactly once after retries"
+    );
+    // Conservation over the journal.
+    let q = quantities(&addr);
+    for name in names {
+        let (mut qty, mut vol) = (100i64, 0u64);
+        for t in trades.iter().filter(|t| t["name"] == name) {
+            let n = t["quantity"].as_u64().unwrap();
+            qty += if t["type"] == "buy" {
+                -(n as i64)
+            } else {
+                n as i64
+            };
+            vol += n;
+        }
+        assert_eq!(q[name], (qty as u64, vol), "{name}");
+    }
+}
+
+#[test]
+fn torn_journal_tail_is_cut_on_restart() {
+    let mut c = catalog_only();
+    let addr = c.catalog.clone();
+    for i in 0..3 {
+        assert_eq!(trade(&addr, &rid(i), "FishCo", "buy", 2).unwrap().0, 200);
+    }
+    c.kill("catalog");
+    let journal = c.data("catalog").join("journal.jsonl");
+    let before = std::fs::read(&journal).unwrap();
+    assert!(before.ends_with(b"\n") && !before.is_empty());
+    // A crash in the middle of writing the next line.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap()
+        .write_all(b"{\"op\":\"trade\",\"seq\":4,\"rid\":\"00")
+        .unwrap();
+    c.start_catalog();
+    assert!(
+        c.log("catalog").contains("cut a torn last line"),
+        "{}",
+        c.log("catalog")
+    );
+    let q = quantities(&addr);
+    assert_eq!(q["FishCo"], (94, 6));
+    // The catalog keeps working and numbering after the cut.
+    let (_, body) = trade(&addr, &rid(9), "FishCo", "sell", 1).unwrap();
+    assert_eq!(body["data"]["seq"], 4);
+}
+
+#[test]
+fn corrupt_middle_line_stops_start_up_naming_file_and_line() {
+    let mut c = catalog_only();
+    let addr = c.catalog.clone();
+    for i in 0..3 {
+        assert_eq!(trade(&addr, &rid(i), "BoarCo", "buy", 1).unwrap().0, 200);
+    }
+    c.kill("catalog");
+    let journal = c.data("catalog").join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "journal: {text}");
+    lines[1] = "{\"op\":\"trade\",\"seq\":2,GARBAGE";
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let (ok, out) = c.run_to_end(&["catalog"]);
+    assert!(!ok, "start-up must fail on a corrupt middle line");
+    assert!(
+        out.contains("journal.jsonl:2"),
+        "message names file and line: {out}"
+    );
+}

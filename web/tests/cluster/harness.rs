@@ -1,0 +1,400 @@
+//! Test clusters of real `tradenet` processes: a temp dir, a generated config with ports
+//! chosen for this test, readiness polled with a deadline, SIGKILL on demand, and every
+//! process killed when the cluster is dropped (with its log printed if the test failed).
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a process gets to answer /health.
+pub const READY: Duration = Duration::from_secs(20);
+
+/// What a test wants in its cluster.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// Number of order replicas (ids 1..=n).
+    pub replicas: u64,
+    /// Front end cache size.
+    pub cache_size: usize,
+    /// Test-only fill delay.
+    pub fill_delay_ms: u64,
+    /// Heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Extra settings appended to the config file.
+    pub extra: String,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            replicas: 3,
+            cache_size: 10,
+            fill_delay_ms: 0,
+            heartbeat_ms: 100,
+            extra: String::new(),
+        }
+    }
+}
+
+/// A cluster of processes; see the module docs.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub catalog: String,
+    pub frontend: String,
+    pub replicas: BTreeMap<u64, String>,
+    procs: BTreeMap<String, Child>,
+    extra_frontends: usize,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+impl Cluster {
+    /// Writes the config; starts nothing.
+    pub fn new(opts: Opts) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = addr();
+        let frontend = addr();
+        let replicas: BTreeMap<u64, String> = (1..=opts.replicas).map(|id| (id, addr())).collect();
+        let mut text = format!(
+            "data_dir = {:?}\nlog = \"info\"\n\n[catalog]\naddr = {catalog:?}\nworkers = 2\n\n[frontend]\naddr = {frontend:?}\nworkers = 2\ncache_size = {}\nheartbeat_ms = {}\nfill_delay_ms = {}\nfailover_timeout_ms = 10000\n\n[order]\nworkers = 2\n\n",
+            dir.path().join("data"),
+            opts.cache_size,
+            opts.heartbeat_ms,
+            opts.fill_delay_ms
+        );
+        if replicas.is_empty() {
+            // Top-level key: it must come before the first table.
+            text.insert_str(0, "replicas = []\n");
+        }
+        for (id, a) in &replicas {
+            text.push_str(&format!("[[replicas]]\nid = {id}\naddr = {a:?}\n\n"));
+        }
+        text.push_str(&opts.extra);
+        let config = dir.path().join("tradenet.toml");
+        std::fs::write(&config, text).unwrap();
+        Cluster {
+            dir,
+            config,
+            catalog,
+            frontend,
+            replicas,
+            procs: BTreeMap::new(),
+            extra_frontends: 0,
+        }
+    }
+
+    /// A cluster with every process started and healthy, and a leader elected when there
+    /// are replicas.
+    pub fn up(opts: Opts) -> Cluster {
+        let mut c = Cluster::new(opts);
+        c.start_catalog();
+        let ids: Vec<u64> = c.replicas.keys().copied().collect();
+        for id in ids {
+            c.start_replica(id);
+        }
+        c.start_frontend();
+        if !c.replicas.is_empty() {
+            c.wait_leader();
+        }
+        c
+    }
+
+    /// Path of a service's data folder.
+    pub fn data(&self, service: &str) -> PathBuf {
+        self.dir.path().join("data").join(service)
+    }
+
+    fn spawn(&mut self, name: &str, args: &[&str], health: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tradenet"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().unwrap();
+        self.procs.insert(name.to_string(), child);
+        self.wait_healthy(name, health);
+    }
+
+    /// Polls /health until it answers, or fails the test naming the process.
+    pub fn wait_healthy(&mut self, name: &str, addr: &str) {
+        let deadline = Instant::now() + READY;
+        loop {
+            if let Some((200, _)) = try_get(addr, "/health") {
+                return;
+            }
+            if let Some(status) = self.procs.get_mut(name).and_then(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "{name} exited with {status} before it was healthy:\n{}",
+                    self.log(name)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} not healthy at {addr} within {READY:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn start_catalog(&mut self) {
+        let a = self.catalog.clone();
+        self.spawn("catalog", &["catalog"], &a);
+    }
+
+    pub fn start_replica(&mut self, id: u64) {
+        let a = self.replicas[&id].clone();
+        self.spawn(
+            &format!("order-{id}"),
+            &["order", "--id", &id.to_string()],
+            &a,
+        );
+    }
+
+    pub fn start_frontend(&mut self) {
+        let a = self.frontend.clone();
+        self.spawn("frontend", &["frontend"], &a);
+    }
+
+    /// Starts one more front end on its own port; returns its address.
+    pub fn start_extra_frontend(&mut self) -> String {
+        self.extra_frontends += 1;
+        let a = addr();
+        let name = format!("frontend-{}", self.extra_frontends);
+        self.spawn(&name, &["frontend", "--addr", &a], &a);
+        a
+    }
+
+    /// SIGKILLs a process and reaps it.
+    pub fn kill(&mut self, name: &str) {
+        let mut child = self
+            .procs
+            .remove(name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Runs the binary to completion (for start-up failures); returns (success, output).
+    pub fn run_to_end(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tradenet"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// A process's log so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The front end's /status.
+    pub fn status(&self) -> Value {
+        get(&self.frontend, "/status").1
+    }
+
+    /// Waits until the front end has a leader that serves; returns its id.
+    pub fn wait_leader(&self) -> u64 {
+        wait_for("a serving leader", Duration::from_secs(20), || {
+            let s = self.status();
+            let leader = s["leader"].as_u64()?;
+            let serving = s["replicas"]
+                .as_array()?
+                .iter()
+                .any(|r| r["id"] == leader && r["role"] == "leader");
+            serving.then_some(leader)
+        })
+    }
+
+    /// The order files of every replica.
+    pub fn order_files(&self) -> Vec<(u64, Vec<u8>)> {
+        self.replicas
+            .keys()
+            .map(|id| {
+                (
+                    *id,
+                    std::fs::read(self.data(&format!("order-{id}")).join("orders.jsonl"))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until every replica's order file is byte-identical and non-empty; returns it.
+    pub fn wait_converged(&self) -> Vec<u8> {
+        wait_for("identical order files", Duration::from_secs(20), || {
+            let files = self.order_files();
+            let first = files[0].1.clone();
+            (!first.is_empty() && files.iter().all(|(_, f)| *f == first)).then_some(first)
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.procs.keys().cloned().collect();
+        for (_, child) in self.procs.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for name in names {
+                let log = self.log(&name);
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                eprintln!("---- {name} (last lines) ----");
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Polls `f` until it returns Some, or fails the test after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(15))
+        .build()
+}
+
+fn answer(res: Result<ureq::Response, ureq::Error>) -> Option<(u16, Value)> {
+    match res {
+        Ok(r) => {
+            let status = r.status();
+            let text = r.into_string().ok()?;
+            Some((
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            ))
+        }
+        Err(ureq::Error::Status(status, r)) => {
+            let text = r.into_string().ok()?;
+            Some((
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            ))
+        }
+        Err(_) => None,
+    }
+}
+
+/// GET, or None when the connection failed.
+pub fn try_get(addr: &str, path: &str) -> Option<(u16, Value)> {
+    answer(agent().get(&format!("http://{addr}{path}")).call())
+}
+
+/// GET; the connection must work.
+pub fn get(addr: &str, path: &str) -> (u16, Value) {
+    try_get(addr, path).unwrap_or_else(|| panic!("GET {addr}{path}: no answer"))
+}
+
+/// POST a JSON body (with optional headers); the connection must work.
+pub fn post(addr: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+    try_post(addr, path, body, headers).unwrap_or_else(|| panic!("POST {addr}{path}: no answer"))
+}
+
+/// POST, or None when the connection failed.
+pub fn try_post(
+    addr: &str,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Option<(u16, Value)> {
+    let mut req = agent().post(&format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    answer(req.send_json(body.clone()))
+}
+
+/// POST raw bytes with a content type.
+pub fn post_raw(addr: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    answer(
+        agent()
+            .post(&format!("http://{addr}{path}"))
+            .set("Content-Type", content_type)
+            .send_bytes(body),
+    )
+    .unwrap_or_else(|| panic!("POST {addr}{path}: no answer"))
+}
+
+/// Places an order through a front end; returns (status, body).
+pub fn order(frontend: &str, name: &str, kind: &str, quantity: u64) -> (u16, Value) {
+    post(
+        frontend,
+        "/orders",
+        &json!({"name": name, "type": kind, "quantity": quantity}),
+        &[],
+    )
+}
+
+/// Looks a stock up; returns its data object.
+pub fn stock(addr: &str, name: &str) -> Value {
+    let (status, body) = get(addr, &format!("/stocks/{name}"));
+    assert_eq!(status, 200, "lookup {name}: {body}");
+    body["data"].clone()
+}
+
+/// The error object's code, checking the shape.
+pub fn error_code(body: &Value) -> u64 {
+    let e = &body["error"];
+    assert!(
+        e["message"].is_string(),
+        "error object without message: {body}"
+    );
+    e["code"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("error object without code: {body}"))
+}
+
+/// Reads a JSON-lines file.
+pub fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

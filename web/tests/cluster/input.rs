@@ -1,0 +1,127 @@
+//! Bad input on every route gets the error object with the right status, and changes nothing.
+
+use crate::harness::*;
+use serde_json::json;
+
+#[test]
+fn bad_input_gets_the_error_object_and_changes_nothing() {
+    let c = Cluster::up(Opts::default());
+    let fe = c.frontend.as_str();
+    let cases: Vec<(u16, (u16, serde_json::Value))> = vec![
+        (
+            400,
+            post_raw(fe, "/orders", "application/json", b"{not json"),
+        ),
+        (400, post_raw(fe, "/orders", "application/json", b"")),
+        (400, post_raw(fe, "/orders", "text/plain", b"{}")),
+        (
+            400,
+            post(
+                fe,
+                "/orders",
+                &json!({"name": "GameStart", "type": "buy"}),
+                &[],
+            ),
+        ),
+        (
+            400,
+            post(
+                fe,
+                "/orders",
+                &json!({"name": "GameStart", "type": "buy", "quantity": "3"}),
+                &[],
+            ),
+        ),
+        (
+            400,
+            post(
+                fe,
+                "/orders",
+                &json!({"name": "GameStart", "type": "buy", "quantity": -1}),
+                &[],
+            ),
+        ),
+        (
+            400,
+            post(
+                fe,
+                "/orders",
+                &json!({"name": "GameStart", "type": "buy", "quantity": 0}),
+                &[],
+            ),
+        ),
+        (
+            400,
+            post(
+                fe,
+                "/orders",
+                &json!({"name": "GameStart", "type": "steal", "quantity": 1}),
+                &[],
+            ),
+        ),
+        (400, post(fe, "/orders", &json!([1, 2]), &[])),
+        (
+            404,
+            post(
+                fe,
+                "/orders",
+                &json!({"name": "NoSuchCo", "type": "buy", "quantity": 1}),
+                &[],
+            ),
+        ),
+        (
+            409,
+            post(
+                fe,
+                "/orders",
+                &json!({"name": "GameStart", "type": "buy", "quantity": 101}),
+                &[],
+            ),
+        ),
+        (
+            413,
+            post_raw(fe, "/orders", "application/json", &vec![b' '; 200 * 1024]),
+        ),
+        (404, get(fe, "/stocks/NoSuchCo")),
+        (400, get(fe, "/stocks/%20bad%20")),
+        (404, get(fe, "/orders/0")),
+        (400, get(fe, "/orders/abc")),
+        (400, get(fe, "/orders/-1")),
+        (404, get(fe, "/no/such/path")),
+        (405, post(fe, "/stocks/GameStart", &json!({}), &[])),
+        (405, get(fe, "/orders")),
+        (
+            400,
+            post(
+                &c.catalog,
+                "/internal/v1/trade",
+                &json!({"rid": "x", "name": "GameStart"}),
+                &[],
+            ),
+        ),
+        (404, get(&c.catalog, "/stocks/NoSuchCo")),
+        (
+            400,
+            post(
+                &c.replicas[&1],
+                "/internal/v1/replicate",
+                &json!({"term": 1}),
+                &[],
+            ),
+        ),
+    ];
+    for (i, (want, (got, body))) in cases.iter().enumerate() {
+        assert_eq!(got, want, "case {i}: {body}");
+        assert_eq!(error_code(body), *want as u64, "case {i}: {body}");
+    }
+    // Nothing traded, nothing recorded.
+    assert_eq!(stock(fe, "GameStart")["quantity"], 100);
+    assert_eq!(get(&c.catalog, "/status").1["last_trade"], 0);
+    assert_eq!(get(fe, "/orders/0").0, 404);
+    // And the exchange still works.
+    let (status, body) = order(fe, "GameStart", "buy", 1);
+    assert_eq!(
+        (status, &body["data"]["transaction_number"]),
+        (200, &json!(0))
+    );
+}

@@ -1,0 +1,8 @@
+//! Cluster tests: real `tradenet` processes on ports chosen per test, killed with SIGKILL
+//! where the point is a crash. One test binary made of modules, so it links once.
+
+mod cache;
+mod catalog;
+mod harness;
+mod input;
+mod orders;
