@@ -100,7 +100,12 @@ impl CatalogActor {
             if replayed > 0 || !snapshot_path.exists() {
                 // Fold the replayed journal into a snapshot so the next start reads less.
                 let bytes = serde_json::to_vec(&catalog.snapshot()).expect("serialize snapshot");
-                let _ = writer.replace(snapshot_path.clone(), bytes, true);
+                let done = writer.replace(snapshot_path.clone(), bytes, true);
+                actix::spawn(async move {
+                    if let Ok(Err(e)) = done.await {
+                        log::error!("catalog start-up snapshot failed: {e}");
+                    }
+                });
             }
             CatalogActor {
                 catalog,
@@ -220,16 +225,12 @@ impl Handler<Trade> for CatalogActor {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let durable = self.wait_durable(seq);
-        Box::pin(
-            async move { durable.await }
-                .into_actor(self)
-                .map(move |r, act, _| {
-                    r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
-                    act.catalog
-                        .outcome(seq)
-                        .ok_or_else(|| Error::Unavailable(format!("trade {seq} left the window")))
-                }),
-        )
+        Box::pin(durable.into_actor(self).map(move |r, act, _| {
+            r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
+            act.catalog
+                .outcome(seq)
+                .ok_or_else(|| Error::Unavailable(format!("trade {seq} left the window")))
+        }))
     }
 }
 
@@ -273,19 +274,15 @@ impl Handler<TradesAfter> for CatalogActor {
         }
         // A barrier: trades accepted before this point are reported only once durable.
         let durable = self.wait_durable(self.catalog.last_seq());
-        Box::pin(
-            async move { durable.await }
-                .into_actor(self)
-                .map(move |r, act, _| {
-                    r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
-                    let (trades, complete) = act.catalog.trades_after(msg.after, msg.limit);
-                    Ok(TradesPage {
-                        trades,
-                        complete,
-                        last_seq: act.catalog.durable_seq(),
-                    })
-                }),
-        )
+        Box::pin(durable.into_actor(self).map(move |r, act, _| {
+            r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
+            let (trades, complete) = act.catalog.trades_after(msg.after, msg.limit);
+            Ok(TradesPage {
+                trades,
+                complete,
+                last_seq: act.catalog.durable_seq(),
+            })
+        }))
     }
 }
 

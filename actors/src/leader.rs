@@ -16,6 +16,9 @@ pub struct Seen {
     pub id: u64,
     /// The term the replica has accepted.
     pub term: Term,
+    /// The replica says it is leading (or taking over) in that term. A replica that restarted
+    /// still has its old term on disk but leads nothing until a term is announced again.
+    pub leading: bool,
 }
 
 /// The supervisor's decision after a round of heartbeats.
@@ -56,14 +59,22 @@ impl Election {
         let mut elected = false;
         match (candidate, newest) {
             (None, _) => self.leader = None,
-            (Some(c), Some(t)) if t.epoch >= self.epoch && t.leader == Some(c) => {
+            (Some(c), Some(t))
+                if t.epoch >= self.epoch
+                    && t.leader == Some(c)
+                    && live.iter().any(|s| s.id == c && s.leading && s.term == t) =>
+            {
                 // Someone (this front end earlier, or another one) already made `c` leader.
                 elected = self.leader != Some(c);
                 self.leader = Some(c);
                 self.epoch = t.epoch;
             }
             (Some(c), newest) => {
-                if self.leader != Some(c) || newest.is_some_and(|t| t.epoch > self.epoch) {
+                let leads = live.iter().any(|s| {
+                    s.id == c && s.leading && s.term.epoch == self.epoch && s.term.leader == Some(c)
+                });
+                if self.leader != Some(c) || !leads || newest.is_some_and(|t| t.epoch > self.epoch)
+                {
                     let seen = newest.map_or(0, |t| t.epoch);
                     self.epoch = self.epoch.max(seen) + 1;
                     self.leader = Some(c);
@@ -99,6 +110,7 @@ mod tests {
         Seen {
             id,
             term: Term { epoch, leader },
+            leading: leader == Some(id),
         }
     }
 
@@ -153,6 +165,18 @@ mod tests {
         let d = e.decide(&[seen(1, 5, Some(3)), seen(3, 5, Some(3))]);
         assert_eq!((d.leader, d.epoch), (Some(3), 5));
         assert!(d.announce_to.is_empty());
+    }
+
+    #[test]
+    fn a_restarted_leader_that_leads_nothing_gets_a_new_epoch() {
+        let mut e = Election::default();
+        e.decide(&[seen(2, 0, None), seen(3, 0, None)]);
+        // 3 restarted before a heartbeat missed it: its file says it leads epoch 1, it does not.
+        let mut back = seen(3, 1, Some(3));
+        back.leading = false;
+        let d = e.decide(&[seen(2, 1, Some(3)), back]);
+        assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 2, true));
+        assert_eq!(d.announce_to, vec![2, 3]);
     }
 
     #[test]

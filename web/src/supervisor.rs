@@ -235,11 +235,7 @@ impl Handler<Recheck> for Supervisor {
             self.waiting.push(tx);
             self.round(ctx);
         }
-        Box::pin(
-            async move { rx.await }
-                .into_actor(self)
-                .map(|_, act, _| act.leader()),
-        )
+        Box::pin(rx.into_actor(self).map(|_, act, _| act.leader()))
     }
 }
 

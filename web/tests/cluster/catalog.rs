@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// rid -> (stock, type, quantity, catalog seq) of every acknowledged trade.
+type Acked = HashMap<String, (String, String, u64, u64)>;
+
 fn catalog_only() -> Cluster {
     let mut c = Cluster::new(Opts {
         replicas: 0,
@@ -56,7 +59,7 @@ fn quantities(addr: &str) -> HashMap<String, (u64, u64)> {
 fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_rid_twice() {
     let mut c = catalog_only();
     let addr = c.catalog.clone();
-    let acked: Arc<Mutex<HashMap<String, (String, String, u64, u64)>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let names = ["GameStart", "FishCo", "BoarCo"];
     let threads: Vec<_> = (0..3u64)
