@@ -1,1 +1,552 @@
-//! placeholder
+//! Order replication under SIGKILL (rules 1-5, 7, 8 of DESIGN.md): acknowledged orders survive
+//! a leader killed right after answering, traders see no errors while replicas die and return,
+//! Idempotency-Key trades once across a failover, a dead leader's unreplicated tail is dropped,
+//! a trade the catalog applied but no order recorded is found by the next leader, and with no
+//! replica at all an order gets a quick 503.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Every default stock starts with this quantity.
+const INITIAL: i64 = 100;
+/// Deadline for one failover step (new leader, returning replica, ...).
+const STEP: Duration = Duration::from_secs(20);
+
+fn proc_name(id: u64) -> String {
+    format!("order-{id}")
+}
+
+/// The replica view of `id` in a front end /status.
+fn view(status: &Value, id: u64) -> Option<Value> {
+    status["replicas"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned()
+}
+
+/// Waits until the front end's leader serves and is not one of `not`; returns its id.
+fn wait_leader_not(c: &Cluster, not: &[u64]) -> u64 {
+    wait_for(
+        &format!("a serving leader other than {not:?}"),
+        STEP,
+        || {
+            let s = c.status();
+            let leader = s["leader"].as_u64()?;
+            if not.contains(&leader) {
+                return None;
+            }
+            let v = view(&s, leader)?;
+            (v["role"] == "leader" && v["live"] == true).then_some(leader)
+        },
+    )
+}
+
+/// Waits until replica `id` is the front end's serving leader.
+fn wait_leader_is(c: &Cluster, id: u64) {
+    wait_for(&format!("replica {id} serving as leader"), STEP, || {
+        let s = c.status();
+        let v = view(&s, id)?;
+        (s["leader"] == id && v["role"] == "leader" && v["live"] == true).then_some(())
+    })
+}
+
+/// Waits until the front end sees every replica in `ids` live (answering and ready).
+fn wait_live(c: &Cluster, ids: &[u64]) {
+    wait_for(&format!("replicas {ids:?} live"), STEP, || {
+        let s = c.status();
+        ids.iter()
+            .all(|id| view(&s, *id).is_some_and(|v| v["live"] == true))
+            .then_some(())
+    })
+}
+
+/// Order `n` as replica `addr` holds it (its `data` object), None when it does not (yet).
+fn replica_order(addr: &str, n: u64) -> Option<Value> {
+    match try_get(addr, &format!("/internal/v1/orders/{n}")) {
+        Some((200, body)) => Some(body["data"].clone()),
+        _ => None,
+    }
+}
+
+/// Places an order through the front end and returns its transaction number (must be 200).
+fn place(c: &Cluster, name: &str, kind: &str, quantity: u64) -> u64 {
+    let (status, body) = order(&c.frontend, name, kind, quantity);
+    assert_eq!(status, 200, "order {kind} {quantity} {name}: {body}");
+    body["data"]["transaction_number"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no transaction_number in {body}"))
+}
+
+/// Places an order with an Idempotency-Key; returns (status, body).
+fn place_with_key(c: &Cluster, key: &str, name: &str, kind: &str, quantity: u64) -> (u16, Value) {
+    post(
+        &c.frontend,
+        "/orders",
+        &json!({"name": name, "type": kind, "quantity": quantity}),
+        &[("Idempotency-Key", key)],
+    )
+}
+
+/// The lines of an order file.
+fn parse_log(bytes: &[u8]) -> Vec<Value> {
+    std::str::from_utf8(bytes)
+        .expect("order log is UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad order line {l:?}: {e}")))
+        .collect()
+}
+
+/// Asserts the log numbers orders 0..N-1 in file order; returns N.
+fn assert_consecutive(log: &[Value]) -> u64 {
+    for (i, o) in log.iter().enumerate() {
+        assert_eq!(o["number"].as_u64(), Some(i as u64), "line {} of the log: {o}", i + 1);
+    }
+    log.len() as u64
+}
+
+/// The catalog's stock table from its /status: name -> (quantity, volume).
+fn catalog_stocks(c: &Cluster) -> BTreeMap<String, (i64, i64)> {
+    let (status, body) = get(&c.catalog, "/status");
+    assert_eq!(status, 200, "catalog /status: {body}");
+    body["stocks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("catalog /status without stocks: {body}"))
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                (s["quantity"].as_i64().unwrap(), s["volume"].as_i64().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Rule 3 for the stocks in `only` (all when empty): quantity = initial - buys + sells and
+/// volume = every traded unit, over `log`.
+fn assert_conservation(c: &Cluster, log: &[Value], only: &[&str]) {
+    let mut expect: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for o in log {
+        let q = o["quantity"].as_i64().unwrap();
+        let e = expect
+            .entry(o["name"].as_str().unwrap().to_string())
+            .or_insert((INITIAL, 0));
+        match o["type"].as_str().unwrap() {
+            "buy" => e.0 -= q,
+            "sell" => e.0 += q,
+            other => panic!("order of unknown type {other}: {o}"),
+        }
+        e.1 += q;
+    }
+    let stocks = catalog_stocks(c);
+    for name in expect.keys() {
+        assert!(stocks.contains_key(name), "the log trades {name}, which the catalog does not list");
+    }
+    for (name, got) in &stocks {
+        if !only.is_empty() && !only.contains(&name.as_str()) {
+            continue;
+        }
+        let want = expect.get(name).copied().unwrap_or((INITIAL, 0));
+        assert_eq!(
+            *got, want,
+            "conservation for {name}: catalog (quantity, volume) vs initial and the order log"
+        );
+    }
+}
+
+/// Rule 1, the sharpest case: the leader is SIGKILLed the moment it has answered.
+#[test]
+fn leader_killed_right_after_answering_keeps_the_order() {
+    let mut c = Cluster::up(Opts::default());
+    let leader = c.wait_leader();
+    let n = place(&c, "GameStart", "buy", 3);
+    c.kill(&proc_name(leader));
+
+    let survivors: Vec<(u64, String)> = c
+        .replicas
+        .iter()
+        .filter(|(id, _)| **id != leader)
+        .map(|(id, a)| (*id, a.clone()))
+        .collect();
+    let mut held = Vec::new();
+    for (id, addr) in &survivors {
+        let o = replica_order(addr, n).unwrap_or_else(|| {
+            panic!("replica {id} does not hold acknowledged order {n} after leader {leader} died")
+        });
+        assert_eq!(
+            (o["number"].as_u64(), o["name"].as_str(), o["type"].as_str(), o["quantity"].as_u64()),
+            (Some(n), Some("GameStart"), Some("buy"), Some(3)),
+            "replica {id}'s order {n}"
+        );
+        held.push(o);
+    }
+    assert_eq!(held[0], held[1], "the survivors hold different orders under {n}");
+
+    // The survivors serve it too, through the new leader.
+    wait_leader_not(&c, &[leader]);
+    let (status, body) = get(&c.frontend, &format!("/orders/{n}"));
+    assert_eq!(status, 200, "GET /orders/{n} after the failover: {body}");
+    assert_eq!(body["data"], json!({"number": n, "name": "GameStart", "type": "buy", "quantity": 3}));
+
+    c.start_replica(leader);
+    let back = c.replicas[&leader].clone();
+    let o = wait_for(&format!("returning replica {leader} to hold order {n}"), STEP, || {
+        replica_order(&back, n)
+    });
+    assert_eq!(o, held[0], "the returning replica's order {n}");
+    let log = parse_log(&c.wait_converged());
+    assert_eq!(assert_consecutive(&log), n + 1);
+    assert_eq!(log[n as usize], held[0]);
+    assert_conservation(&c, &log, &[]);
+}
+
+/// What one trader thread saw.
+#[derive(Default)]
+struct TraderReport {
+    /// number -> (name, type, quantity) for every 200.
+    acked: Vec<(u64, (String, String, u64))>,
+    /// Buys refused with 409 for want of quantity.
+    not_enough: usize,
+    /// Anything else a client would notice.
+    errors: Vec<String>,
+}
+
+/// A tiny deterministic generator (xorshift64), so each trader's choices are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+const TRADED: [&str; 4] = ["GameStart", "FishCo", "BoarCo", "MenhirCo"];
+/// Orders one trader may place at most.
+const TRADER_MAX_ORDERS: usize = 150;
+/// Pause between a trader's orders: it shapes the load so that it lasts through the
+/// chaos (it is not a wait for anything to settle).
+const TRADER_PACE: Duration = Duration::from_millis(25);
+
+fn trader(frontend: String, seed: u64, stop: Arc<AtomicBool>) -> TraderReport {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut report = TraderReport::default();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !stop.load(Ordering::Relaxed)
+        && report.acked.len() + report.not_enough + report.errors.len() < TRADER_MAX_ORDERS
+        && Instant::now() < deadline
+    {
+        let name = TRADED[(rng.next() % TRADED.len() as u64) as usize];
+        let kind = if rng.next() % 2 == 0 { "buy" } else { "sell" };
+        let quantity = 1 + rng.next() % 3;
+        let started = Instant::now();
+        let body = json!({"name": name, "type": kind, "quantity": quantity});
+        match try_post(&frontend, "/orders", &body, &[]) {
+            Some((200, b)) => match b["data"]["transaction_number"].as_u64() {
+                Some(n) => report
+                    .acked
+                    .push((n, (name.to_string(), kind.to_string(), quantity))),
+                None => report.errors.push(format!("200 without a number: {b}")),
+            },
+            Some((409, b))
+                if kind == "buy"
+                    && b["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("not enough")) =>
+            {
+                report.not_enough += 1
+            }
+            Some((status, b)) => report.errors.push(format!(
+                "{kind} {quantity} {name}: {status} {b} after {:?}",
+                started.elapsed()
+            )),
+            None => report.errors.push(format!(
+                "{kind} {quantity} {name}: no answer after {:?}",
+                started.elapsed()
+            )),
+        }
+        std::thread::sleep(TRADER_PACE);
+    }
+    report
+}
+
+/// Rules 1-4 under load: the leader, a follower, then two replicas at once die and return
+/// while four traders keep ordering; no trader notices, and at rest everything adds up.
+#[test]
+fn traders_see_no_errors_while_replicas_die_and_return() {
+    let mut c = Cluster::up(Opts::default());
+    let first = c.wait_leader();
+    let ids: Vec<u64> = c.replicas.keys().copied().collect();
+    assert_eq!(first, *ids.last().unwrap(), "the highest id leads");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let traders: Vec<_> = (0..4u64)
+        .map(|i| {
+            let fe = c.frontend.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || trader(fe, i + 1, stop))
+        })
+        .collect();
+    let chaos_started = Instant::now();
+    // Let the traders get going: wait until orders flow.
+    wait_for("the first orders", STEP, || {
+        let s = c.status();
+        view(&s, first)?["last_order"].as_u64().filter(|n| *n >= 3)
+    });
+
+    // 1. The leader dies; a survivor takes over; the old leader returns (and leads again,
+    //    being the highest id).
+    c.kill(&proc_name(first));
+    let interim = wait_leader_not(&c, &[first]);
+    c.start_replica(first);
+    wait_leader_is(&c, first);
+    wait_live(&c, &ids);
+
+    // 2. A follower dies and returns.
+    let follower = ids[0];
+    c.kill(&proc_name(follower));
+    c.start_replica(follower);
+    wait_live(&c, &ids);
+
+    // 3. Two replicas die at once (the two lowest ids; the leader stays up) and return.
+    let (a, b) = (ids[0], ids[1]);
+    c.kill(&proc_name(a));
+    c.kill(&proc_name(b));
+    c.start_replica(a);
+    c.start_replica(b);
+    wait_live(&c, &ids);
+    let chaos = chaos_started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+
+    let reports: Vec<TraderReport> = traders.into_iter().map(|t| t.join().unwrap()).collect();
+    let errors: Vec<&String> = reports.iter().flat_map(|r| &r.errors).collect();
+    let mut acked: BTreeMap<u64, (String, String, u64)> = BTreeMap::new();
+    for (n, o) in reports.iter().flat_map(|r| r.acked.iter().cloned()) {
+        if let Some(before) = acked.insert(n, o.clone()) {
+            panic!("transaction number {n} given twice: {before:?} and {o:?}");
+        }
+    }
+    let not_enough: usize = reports.iter().map(|r| r.not_enough).sum();
+    eprintln!(
+        "traders: {} orders acknowledged, {not_enough} refused for want of quantity, {} errors; \
+         chaos took {chaos:?} (interim leader {interim})",
+        acked.len(),
+        errors.len()
+    );
+    assert!(errors.is_empty(), "client-visible errors: {errors:#?}");
+    assert!(acked.len() >= 20, "too few orders to mean anything: {}", acked.len());
+
+    // At rest: identical files, numbered 0..N-1, holding every acknowledged order as answered.
+    let log = parse_log(&c.wait_converged());
+    let n = assert_consecutive(&log);
+    for (num, (name, kind, q)) in &acked {
+        assert!(*num < n, "acknowledged order {num} is missing from the log of {n} orders");
+        let o = &log[*num as usize];
+        assert_eq!(
+            (o["name"].as_str(), o["type"].as_str(), o["quantity"].as_u64()),
+            (Some(name.as_str()), Some(kind.as_str()), Some(*q)),
+            "log line for acknowledged order {num}"
+        );
+    }
+    let rids: BTreeSet<&str> = log.iter().map(|o| o["rid"].as_str().unwrap()).collect();
+    assert_eq!(rids.len(), log.len(), "a request id recorded twice");
+    for (num, (name, kind, q)) in &acked {
+        let (status, body) = get(&c.frontend, &format!("/orders/{num}"));
+        assert_eq!(status, 200, "GET /orders/{num}: {body}");
+        assert_eq!(
+            body["data"],
+            json!({"number": num, "name": name, "type": kind, "quantity": q}),
+            "order {num} read back"
+        );
+    }
+    assert_conservation(&c, &log, &[]);
+}
+
+/// The request id the front end derives from an Idempotency-Key: the first 16 bytes of its
+/// SHA-256, as 32 lowercase hex digits.
+fn key_rid(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Rule 2: the same Idempotency-Key trades once and gets one number, also when the retry
+/// reaches a new leader.
+#[test]
+fn idempotency_key_trades_once_even_across_a_leader_kill() {
+    let mut c = Cluster::up(Opts::default());
+    let volume = |c: &Cluster, name: &str| catalog_stocks(c)[name].1;
+
+    let v0 = volume(&c, "BoarCo");
+    let (s1, b1) = place_with_key(&c, "key-one", "BoarCo", "buy", 4);
+    assert_eq!(s1, 200, "first send: {b1}");
+    let (s2, b2) = place_with_key(&c, "key-one", "BoarCo", "buy", 4);
+    assert_eq!(s2, 200, "second send: {b2}");
+    let n1 = b1["data"]["transaction_number"].as_u64().unwrap();
+    assert_eq!(b2["data"]["transaction_number"].as_u64(), Some(n1), "same key, same number");
+    assert_eq!(volume(&c, "BoarCo"), v0 + 4, "same key traded once");
+
+    let leader = c.wait_leader();
+    let (s3, b3) = place_with_key(&c, "key-two", "BoarCo", "sell", 2);
+    assert_eq!(s3, 200, "key-two first send: {b3}");
+    let n2 = b3["data"]["transaction_number"].as_u64().unwrap();
+    assert_ne!(n2, n1);
+    c.kill(&proc_name(leader));
+    let (s4, b4) = place_with_key(&c, "key-two", "BoarCo", "sell", 2);
+    assert_eq!(s4, 200, "key-two resent after the leader died: {b4}");
+    assert_eq!(
+        b4["data"]["transaction_number"].as_u64(),
+        Some(n2),
+        "the retry after a failover gets the original number"
+    );
+    let new_leader = wait_leader_not(&c, &[leader]);
+    assert_eq!(volume(&c, "BoarCo"), v0 + 4 + 2, "key-two traded once");
+
+    // Once more against the new leader, and a fresh key still gets a fresh number.
+    let (s5, b5) = place_with_key(&c, "key-two", "BoarCo", "sell", 2);
+    assert_eq!((s5, b5["data"]["transaction_number"].as_u64()), (200, Some(n2)), "{b5}");
+    let (s6, b6) = place_with_key(&c, "key-three", "BoarCo", "buy", 1);
+    assert_eq!(s6, 200, "{b6}");
+    let n3 = b6["data"]["transaction_number"].as_u64().unwrap();
+    assert_eq!(n3, n2 + 1, "numbers stay consecutive");
+    assert_eq!(volume(&c, "BoarCo"), v0 + 7);
+
+    c.start_replica(leader);
+    wait_live(&c, &c.replicas.keys().copied().collect::<Vec<_>>());
+    let log = parse_log(&c.wait_converged());
+    assert_eq!(assert_consecutive(&log), n3 + 1, "one order per key (new leader {new_leader})");
+    for (n, key) in [(n1, "key-one"), (n2, "key-two"), (n3, "key-three")] {
+        assert_eq!(log[n as usize]["rid"], key_rid(key), "order {n}'s request id is derived from {key:?}");
+    }
+    assert_conservation(&c, &log, &[]);
+}
+
+/// Rule 4: a leader that wrote an order and died before replicating it drops that order when
+/// it returns, because a newer epoch wrote the same number elsewhere.
+#[test]
+fn returning_replica_drops_a_dead_leaders_unreplicated_tail() {
+    let mut c = Cluster::up(Opts::default());
+    let leader = c.wait_leader();
+    assert_eq!(leader, 3);
+    assert_eq!(place(&c, "GameStart", "buy", 1), 0);
+    assert_eq!(place(&c, "FishCo", "sell", 2), 1);
+    let before = parse_log(&c.wait_converged());
+    c.kill("order-3");
+
+    let epoch = before[1]["epoch"].as_u64().unwrap();
+    let injected_rid = "00000000dead0000beef0000000004a1";
+    let line = format!(
+        "{{\"number\":2,\"epoch\":{epoch},\"rid\":\"{injected_rid}\",\"name\":\"GameStart\",\"type\":\"buy\",\"quantity\":1,\"cseq\":999}}\n"
+    );
+    let path = c.data("order-3").join("orders.jsonl");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
+    drop(file);
+
+    assert_eq!(wait_leader_not(&c, &[3]), 2);
+    assert_eq!(place(&c, "MenhirCo", "buy", 5), 2, "the new leader numbers on from 2");
+    let new2 = replica_order(&c.replicas[&2], 2).expect("the new leader holds order 2");
+    assert_ne!(new2["rid"], injected_rid);
+    assert!(new2["epoch"].as_u64().unwrap() > epoch, "order 2 is written in a newer epoch: {new2}");
+
+    c.start_replica(3);
+    let log = parse_log(&c.wait_converged());
+    assert_eq!(assert_consecutive(&log), 3);
+    assert_eq!(log[2], new2, "the converged order 2 is the new leader's");
+    assert!(
+        log.iter().all(|o| o["rid"] != injected_rid),
+        "the dead leader's unreplicated order survived: {log:?}"
+    );
+    assert!(
+        c.log("order-3").contains("dropping orders"),
+        "order-3 does not say it dropped its tail:\n{}",
+        c.log("order-3")
+    );
+    wait_leader_is(&c, 3);
+    assert_eq!(place(&c, "GameStart", "sell", 1), 3);
+    let log = parse_log(&c.wait_converged());
+    assert_conservation(&c, &log, &[]);
+}
+
+/// Rule 3: a leader that died between the catalog's answer and its own log write left a trade
+/// with no order; the next leader finds it in the catalog's journal and records it.
+#[test]
+fn trade_applied_at_the_catalog_but_not_recorded_is_found_by_the_next_leader() {
+    let mut c = Cluster::up(Opts::default());
+    let leader = c.wait_leader();
+    assert_eq!(place(&c, "GameStart", "buy", 1), 0);
+    let epoch = c.status()["epoch"].as_u64().expect("front end epoch");
+    let rid = "0123456789abcdef0123456789abcdef";
+    let (status, body) = post(
+        &c.catalog,
+        "/internal/v1/trade",
+        &json!({"rid": rid, "name": "FishCo", "type": "buy", "quantity": 2, "epoch": epoch}),
+        &[],
+    );
+    assert_eq!(status, 200, "catalog trade: {body}");
+    c.kill(&proc_name(leader));
+
+    let new_leader = wait_leader_not(&c, &[leader]);
+    let addr = c.replicas[&new_leader].clone();
+    let found = wait_for("the new leader to record the orphan trade", STEP, || {
+        (0..10).map_while(|n| replica_order(&addr, n)).find(|o| o["rid"] == rid)
+    });
+    assert_eq!(
+        (found["name"].as_str(), found["type"].as_str(), found["quantity"].as_u64()),
+        (Some("FishCo"), Some("buy"), Some(2)),
+        "{found}"
+    );
+    assert_eq!(found["number"].as_u64(), Some(1), "recorded under the next number: {found}");
+
+    // A client order after the takeover gets the number after it.
+    assert_eq!(place(&c, "FishCo", "sell", 1), 2);
+    c.start_replica(leader);
+    let log = parse_log(&c.wait_converged());
+    assert_eq!(assert_consecutive(&log), 3);
+    assert_eq!(log.iter().filter(|o| o["rid"] == rid).count(), 1, "{log:?}");
+    assert_conservation(&c, &log, &[]);
+}
+
+/// "Never a hang": with every replica down an order is refused at once with 503, and trading
+/// resumes as soon as one replica returns.
+#[test]
+fn all_replicas_down_gives_503_quickly_then_trading_resumes() {
+    let mut c = Cluster::up(Opts::default());
+    assert_eq!(place(&c, "CaesarTech", "buy", 2), 0);
+    let ids: Vec<u64> = c.replicas.keys().copied().collect();
+    for id in &ids {
+        c.kill(&proc_name(*id));
+    }
+    wait_for("the front end to see no live replica", STEP, || {
+        let s = c.status();
+        let views = s["replicas"].as_array()?.clone();
+        (s["leader"].is_null() && views.iter().all(|r| r["live"] == false)).then_some(())
+    });
+
+    let started = Instant::now();
+    let (status, body) = order(&c.frontend, "CaesarTech", "buy", 1);
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(error_code(&body), 503, "{body}");
+    assert!(took < Duration::from_secs(3), "503 took {took:?}");
+    let (status, body) = get(&c.frontend, "/orders/0");
+    assert_eq!((status, error_code(&body)), (503, 503), "{body}");
+
+    c.start_replica(1);
+    wait_leader_is(&c, 1);
+    assert_eq!(place(&c, "CaesarTech", "sell", 1), 1, "replica 1 numbers on from its log");
+    let (status, body) = get(&c.frontend, "/orders/0");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], json!({"number": 0, "name": "CaesarTech", "type": "buy", "quantity": 2}));
+    let log = parse_log(&std::fs::read(c.data("order-1").join("orders.jsonl")).unwrap());
+    assert_eq!(assert_consecutive(&log), 2);
+    assert_conservation(&c, &log, &[]);
+}
