@@ -31,8 +31,19 @@ pub struct Config {
     pub frontend: FrontendConfig,
     /// Settings shared by the order replicas.
     pub order: OrderConfig,
+    /// The launcher (`tradenet up`).
+    pub launcher: LauncherConfig,
     /// The order replicas.
     pub replicas: Vec<ReplicaConfig>,
+}
+
+/// `[launcher]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LauncherConfig {
+    /// Where `tradenet up` serves its control API (kill/start a service, restart the front end
+    /// with another cache size, digests of the order files); empty turns it off.
+    pub control_addr: String,
 }
 
 /// `[catalog]`
@@ -136,6 +147,9 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         check_addr("catalog.addr", &self.catalog.addr)?;
         check_addr("frontend.addr", &self.frontend.addr)?;
+        if !self.launcher.control_addr.is_empty() {
+            check_addr("launcher.control_addr", &self.launcher.control_addr)?;
+        }
         let mut ids = std::collections::HashSet::new();
         for r in &self.replicas {
             if r.id == 0 {

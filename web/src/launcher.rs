@@ -47,6 +47,8 @@ struct Service {
     name: String,
     /// `host:port` it answers on.
     addr: String,
+    /// Its subcommand and flags, to start it again.
+    args: Vec<String>,
     child: Child,
     /// Set once the child has been reaped.
     status: Option<ExitStatus>,
@@ -102,6 +104,7 @@ pub fn run(
                 services.push(Service {
                     name,
                     addr,
+                    args,
                     child,
                     status: None,
                     readers,
@@ -122,7 +125,7 @@ pub fn run(
             return Ok(());
         }
         Err(e) => {
-            log::error!("{e:#}; stopping everything");
+            log::warn!("start-up failed; stopping everything");
             stop_all(&mut services);
             return Err(e);
         }
@@ -130,6 +133,21 @@ pub fn run(
 
     print_urls(config);
 
+    let commands = match control::serve(&config.launcher.control_addr) {
+        Ok(rx) => rx,
+        Err(e) => {
+            log::error!("{e:#}; stopping everything");
+            stop_all(&mut services);
+            return Err(e);
+        }
+    };
+    let launch = Launch {
+        exe: &exe,
+        config_path,
+        child_env,
+        width,
+        config,
+    };
     while !STOP.load(Ordering::SeqCst) {
         for s in services.iter_mut().filter(|s| s.status.is_none()) {
             match s.child.try_wait() {
@@ -149,11 +167,125 @@ pub fn run(
                 Err(e) => log::error!("cannot check {}: {e}", s.name),
             }
         }
-        std::thread::sleep(POLL);
+        if let Some(commands) = &commands {
+            if let Ok((cmd, reply)) = commands.recv_timeout(POLL) {
+                let _ = reply.send(launch.handle(cmd, &mut services));
+            }
+        } else {
+            std::thread::sleep(POLL);
+        }
     }
     log::info!("stop requested; stopping everything");
     stop_all(&mut services);
     Ok(())
+}
+
+/// What restarting a service needs.
+struct Launch<'a> {
+    exe: &'a Path,
+    config_path: Option<&'a Path>,
+    child_env: &'a [(String, String)],
+    width: usize,
+    config: &'a Config,
+}
+
+impl Launch<'_> {
+    /// Carries out one control command on the main thread (the children's parent-death
+    /// signal is tied to it). Answers (HTTP status, JSON body).
+    fn handle(&self, cmd: control::Command, services: &mut [Service]) -> (u16, serde_json::Value) {
+        use control::Command;
+        use serde_json::json;
+        let find =
+            |services: &mut [Service], name: &str| services.iter().position(|s| s.name == name);
+        let result: Result<serde_json::Value, (u16, String)> = match cmd {
+            Command::List => Ok(services
+                .iter()
+                .map(|s| json!({"name": s.name, "addr": s.addr, "pid": s.child.id(), "running": s.status.is_none()}))
+                .collect()),
+            Command::Kill(name) => match find(services, &name) {
+                None => Err((404, format!("no service named {name}"))),
+                Some(i) if services[i].status.is_some() => Err((409, format!("{name} is not running"))),
+                Some(i) => {
+                    let s = &mut services[i];
+                    let pid = s.child.id();
+                    let _ = s.child.kill();
+                    s.status = s.child.wait().ok();
+                    log::info!("control: killed {name} (pid {pid}) with SIGKILL");
+                    Ok(json!({"name": name, "pid": pid}))
+                }
+            },
+            Command::Start { name, env } => match find(services, &name) {
+                None => Err((404, format!("no service named {name}"))),
+                Some(i) => {
+                    if services[i].status.is_none() && !env.is_empty() {
+                        stop_all(std::slice::from_mut(&mut services[i]));
+                    }
+                    if services[i].status.is_none() {
+                        Err((409, format!("{name} is already running")))
+                    } else {
+                        self.restart(&mut services[i], &env).map_err(|e| (503, format!("{e:#}")))
+                    }
+                }
+            },
+            Command::Digests => Ok(self
+                .config
+                .replicas
+                .iter()
+                .map(|r| {
+                    let path = self.config.service_dir(&format!("order-{}", r.id)).join("orders.jsonl");
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    json!({
+                        "name": format!("order-{}", r.id),
+                        "bytes": bytes.len(),
+                        "sha256": sha256_hex(&bytes),
+                    })
+                })
+                .collect()),
+        };
+        match result {
+            Ok(data) => (200, json!({ "data": data })),
+            Err((code, message)) => (
+                code,
+                json!({"error": {"code": code, "message": message, "kind": "control"}}),
+            ),
+        }
+    }
+
+    fn restart(
+        &self,
+        s: &mut Service,
+        extra_env: &[(String, String)],
+    ) -> anyhow::Result<serde_json::Value> {
+        for r in s.readers.drain(..) {
+            let _ = r.join();
+        }
+        let mut env = self.child_env.to_vec();
+        env.extend(extra_env.iter().cloned());
+        let (child, readers) = spawn(
+            self.exe,
+            self.config_path,
+            &s.args,
+            &env,
+            &s.name,
+            self.width,
+        )?;
+        s.child = child;
+        s.readers = readers;
+        s.status = None;
+        log::info!("control: started {} (pid {})", s.name, s.child.id());
+        if !wait_ready(std::slice::from_mut(s))? {
+            anyhow::bail!("stop requested");
+        }
+        Ok(serde_json::json!({"name": s.name, "pid": s.child.id()}))
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Installs the Ctrl-C / SIGTERM handler once per process.
@@ -533,5 +665,154 @@ mod tests {
     fn exit_statuses_are_described_briefly() {
         assert_eq!(describe(ExitStatus::from_raw(1 << 8)), "status 1");
         assert_eq!(describe(ExitStatus::from_raw(9)), "signal 9");
+    }
+}
+
+/// The launcher's control API: a small HTTP server on its own thread that hands each request
+/// to the main thread (which owns the children) and writes back the answer.
+///
+/// - `GET  /control/v1/processes`: every service, its pid and whether it runs;
+/// - `POST /control/v1/kill/{name}`: SIGKILL (for chaos experiments);
+/// - `POST /control/v1/start/{name}`: start it again and wait until healthy;
+/// - `POST /control/v1/restart/frontend?cache_size=N`: restart the front end with another
+///   cache size (0 = off);
+/// - `GET  /control/v1/digests`: size and SHA-256 of every replica's order file.
+mod control {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// What a control request asks of the main thread.
+    pub enum Command {
+        List,
+        Kill(String),
+        Start {
+            name: String,
+            env: Vec<(String, String)>,
+        },
+        Digests,
+    }
+
+    /// A command with where to send its answer.
+    pub type Request = (Command, mpsc::Sender<(u16, serde_json::Value)>);
+
+    /// Binds `addr` and serves on a thread; None when the API is turned off (empty addr).
+    pub fn serve(addr: &str) -> anyhow::Result<Option<mpsc::Receiver<Request>>> {
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("launcher control API cannot listen on {addr}: {e}"))?;
+        log::info!("control API on http://{addr}/control/v1/processes");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let tx = tx.clone();
+                std::thread::spawn(move || answer(stream, tx));
+            }
+        });
+        Ok(Some(rx))
+    }
+
+    fn parse(method: &str, target: &str) -> Result<Command, (u16, String)> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("GET", ["control", "v1", "processes"]) => Ok(Command::List),
+            ("GET", ["control", "v1", "digests"]) => Ok(Command::Digests),
+            ("POST", ["control", "v1", "kill", name]) => Ok(Command::Kill(name.to_string())),
+            ("POST", ["control", "v1", "start", name]) => Ok(Command::Start {
+                name: name.to_string(),
+                env: Vec::new(),
+            }),
+            ("POST", ["control", "v1", "restart", "frontend"]) => {
+                let size = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("cache_size="))
+                    .ok_or((400, "give ?cache_size=N".to_string()))?;
+                let size: usize = size
+                    .parse()
+                    .map_err(|_| (400, format!("cache_size must be a number, got {size:?}")))?;
+                Ok(Command::Start {
+                    name: "frontend".into(),
+                    env: vec![("TRADENET__FRONTEND__CACHE_SIZE".into(), size.to_string())],
+                })
+            }
+            _ => Err((404, format!("no control route for {method} {path}"))),
+        }
+    }
+
+    fn answer(stream: TcpStream, tx: mpsc::Sender<Request>) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut reader = BufReader::new(match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => return,
+        });
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        // Skip the headers; the API takes no body.
+        let mut header = String::new();
+        while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+            header.clear();
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (code, body) = match parse(method, target) {
+            Err((code, message)) => (
+                code,
+                serde_json::json!({"error": {"code": code, "message": message, "kind": "control"}}),
+            ),
+            Ok(cmd) => {
+                let (reply, rx) = mpsc::channel();
+                if tx.send((cmd, reply)).is_err() {
+                    return;
+                }
+                rx.recv_timeout(Duration::from_secs(60)).unwrap_or((
+                    503,
+                    serde_json::json!({"error": {"code": 503, "message": "launcher busy", "kind": "control"}}),
+                ))
+            }
+        };
+        let body = body.to_string();
+        let mut stream = stream;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn routes_parse() {
+            assert!(matches!(
+                parse("GET", "/control/v1/processes"),
+                Ok(Command::List)
+            ));
+            assert!(
+                matches!(parse("POST", "/control/v1/kill/order-2"), Ok(Command::Kill(n)) if n == "order-2")
+            );
+            match parse("POST", "/control/v1/restart/frontend?cache_size=0") {
+                Ok(Command::Start { name, env }) => {
+                    assert_eq!(name, "frontend");
+                    assert_eq!(env[0].1, "0");
+                }
+                _ => panic!("restart did not parse"),
+            }
+            assert_eq!(
+                parse("POST", "/control/v1/restart/frontend?cache_size=x")
+                    .err()
+                    .unwrap()
+                    .0,
+                400
+            );
+            assert_eq!(parse("GET", "/control/v1/kill/x").err().unwrap().0, 404);
+        }
     }
 }

@@ -152,6 +152,7 @@ impl Supervisor {
                         live.push(Seen {
                             id: view.id,
                             term: s.term,
+                            leading: s.role == "leader" || s.role == "taking_over",
                         });
                     }
                 }

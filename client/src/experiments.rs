@@ -1,0 +1,533 @@
+//! The course's experiments, one command each: `sweep` (latency against p, cache on and off),
+//! `lru-trace` (replacement in action), `chaos` (replicas killed during a run) and `bench`
+//! (closed-loop throughput for one request type).
+
+use crate::control::Control;
+use crate::plot;
+use crate::run::{self, RunOpts, RunReport};
+use crate::stats::{self, histogram, Kind, Summary};
+use anyhow::Context;
+use futures::future::join_all;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Prints the run's table and verification line; returns the summaries.
+pub fn report(r: &RunReport) -> Vec<Summary> {
+    let summaries = stats::summarize_all(&r.samples);
+    print!("{}", stats::table(&summaries));
+    println!(
+        "{} orders placed in {:.2}s, {} mismatches",
+        r.orders.len(),
+        r.elapsed.as_secs_f64(),
+        r.mismatches.len()
+    );
+    for m in r.mismatches.iter().take(20) {
+        println!("  mismatch: {m}");
+    }
+    summaries
+}
+
+/// `sweep`: `run` at each p with the cache on, then off (the front end is restarted through
+/// the launcher's control API); writes `sweep.csv` and one SVG per request type.
+pub fn sweep(
+    base: &RunOpts,
+    control: &Control,
+    cache_size: usize,
+    ps: &[f64],
+    out: &Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    let mut rows: Vec<(String, f64, Summary)> = Vec::new();
+    for (label, size) in [("cache on", cache_size), ("cache off", 0)] {
+        actix_rt::System::new().block_on(control.restart_frontend(size))?;
+        println!("== {label} (cache_size = {size})");
+        for &p in ps {
+            let r = run::run(&RunOpts { p, ..base.clone() }, Arc::default())?;
+            println!("-- p = {p}");
+            for s in report(&r) {
+                rows.push((label.to_string(), p, s));
+            }
+            anyhow::ensure!(
+                r.mismatches.is_empty(),
+                "verification failed at p = {p} ({label})"
+            );
+        }
+    }
+    // Leave the exchange as it was.
+    actix_rt::System::new().block_on(control.restart_frontend(cache_size))?;
+    let csv_path = out.join("sweep.csv");
+    let mut w = csv::Writer::from_path(&csv_path)?;
+    w.write_record([
+        "cache", "p", "type", "count", "errors", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+    ])?;
+    for (label, p, s) in &rows {
+        w.write_record([
+            label.clone(),
+            p.to_string(),
+            s.kind.name().to_string(),
+            s.count.to_string(),
+            s.errors.to_string(),
+            format!("{:.3}", s.mean_us / 1000.0),
+            format!("{:.3}", s.p50_us as f64 / 1000.0),
+            format!("{:.3}", s.p90_us as f64 / 1000.0),
+            format!("{:.3}", s.p99_us as f64 / 1000.0),
+            format!("{:.3}", s.max_us as f64 / 1000.0),
+        ])?;
+    }
+    w.flush()?;
+    println!("wrote {}", csv_path.display());
+    for kind in Kind::ALL {
+        let mut series = Vec::new();
+        for label in ["cache on", "cache off"] {
+            for (stat, pick) in [("mean", 0), ("p99", 1)] {
+                let points: Vec<(f64, f64)> = rows
+                    .iter()
+                    .filter(|(l, _, s)| l == label && s.kind == kind)
+                    .map(|(_, p, s)| {
+                        (
+                            *p,
+                            if pick == 0 {
+                                s.mean_us
+                            } else {
+                                s.p99_us as f64
+                            } / 1000.0,
+                        )
+                    })
+                    .collect();
+                if !points.is_empty() {
+                    series.push((format!("{label}, {stat}"), points));
+                }
+            }
+        }
+        if series.is_empty() {
+            continue;
+        }
+        let path = out.join(format!("latency-{}.svg", kind.name()));
+        plot::lines(
+            &path,
+            &format!("{} latency against trade probability p", kind.name()),
+            "p (probability of trading after a lookup)",
+            "latency ms",
+            &series,
+        )?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+async fn json_get(client: &awc::Client, url: &str) -> anyhow::Result<Value> {
+    let mut res = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+    Ok(res.json::<Value>().limit(1 << 20).await?)
+}
+
+/// `lru-trace`: a lookup sequence that forces evictions, printing after each step the cache's
+/// entries in LRU order from `/status`; writes `lru-trace.csv` and `lru-trace.svg`.
+pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    actix_rt::System::new().block_on(async {
+        let client = awc::Client::default();
+        let status = json_get(&client, &format!("{frontend}/status")).await?;
+        let capacity = status["cache"]["capacity"]
+            .as_u64()
+            .context("front end /status has no cache")? as usize;
+        anyhow::ensure!(
+            capacity > 0,
+            "the cache is off (cache_size = 0): nothing to trace"
+        );
+        anyhow::ensure!(
+            stocks.len() > capacity,
+            "need more stocks ({}) than cache entries ({capacity})",
+            stocks.len()
+        );
+        // Fill, touch the oldest (it survives), overflow by two (the next oldest go), come
+        // back to an evicted one (a miss that evicts again), and touch a survivor (a hit).
+        let mut seq: Vec<&String> = stocks[..capacity].iter().collect();
+        seq.push(&stocks[0]);
+        seq.push(&stocks[capacity]);
+        seq.push(&stocks[capacity + 1 % (stocks.len() - capacity)]);
+        seq.push(&stocks[1]);
+        seq.push(&stocks[0]);
+        let mut prev: Vec<String> = status["cache"]["entries"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut hits = status["cache"]["hits"].as_u64().unwrap_or(0);
+        let mut steps = Vec::new();
+        let mut table = String::new();
+        writeln!(
+            table,
+            "{:>4}  {:<14} {:<5} {:<14} entries (most recent first)",
+            "step", "lookup", "hit?", "evicted"
+        )?;
+        for (i, name) in seq.iter().enumerate() {
+            let res = json_get(&client, &format!("{frontend}/stocks/{name}")).await?;
+            anyhow::ensure!(res.get("data").is_some(), "lookup {name}: {res}");
+            let s = json_get(&client, &format!("{frontend}/status")).await?;
+            let entries: Vec<String> = s["cache"]["entries"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let now_hits = s["cache"]["hits"].as_u64().unwrap_or(0);
+            let outcome = if now_hits > hits { "hit" } else { "miss" };
+            hits = now_hits;
+            let evicted: Vec<&String> = prev.iter().filter(|p| !entries.contains(p)).collect();
+            let evicted = evicted.first().map_or("-".to_string(), |e| e.to_string());
+            writeln!(
+                table,
+                "{:>4}  {:<14} {:<5} {:<14} {}",
+                i + 1,
+                name,
+                outcome,
+                evicted,
+                entries.join(" ")
+            )?;
+            steps.push((
+                name.to_string(),
+                entries.clone(),
+                outcome.to_string(),
+                evicted,
+            ));
+            prev = entries;
+        }
+        print!("{table}");
+        let csv_path = out.join("lru-trace.csv");
+        let mut w = csv::Writer::from_path(&csv_path)?;
+        w.write_record(["step", "lookup", "outcome", "evicted", "entries_mru_first"])?;
+        for (i, (name, entries, outcome, evicted)) in steps.iter().enumerate() {
+            w.write_record([
+                (i + 1).to_string(),
+                name.clone(),
+                outcome.clone(),
+                evicted.clone(),
+                entries.join(" "),
+            ])?;
+        }
+        w.flush()?;
+        let fig: Vec<(String, Vec<String>, String)> = steps
+            .iter()
+            .map(|(n, e, o, ev)| {
+                (
+                    n.clone(),
+                    e.clone(),
+                    if ev == "-" {
+                        o.clone()
+                    } else {
+                        format!("{o}, evicts {ev}")
+                    },
+                )
+            })
+            .collect();
+        let svg = out.join("lru-trace.svg");
+        plot::lru_steps(
+            &svg,
+            &format!("LRU cache of {capacity} entries"),
+            capacity,
+            &fig,
+        )?;
+        println!("wrote {} and {}", csv_path.display(), svg.display());
+        Ok(())
+    })
+}
+
+/// What `chaos` does besides the run.
+#[derive(Clone, Debug)]
+pub struct ChaosOpts {
+    /// Kill a replica this often.
+    pub every: Duration,
+    /// Restart it after this long.
+    pub down: Duration,
+    /// Total run time.
+    pub duration: Duration,
+}
+
+/// `chaos`: a run during which a replica (the leader first) is SIGKILLed every `every` and
+/// restarted after `down`; reports what clients noticed and checks the replica files end
+/// identical. Writes `chaos.csv` and `chaos-timeline.svg`.
+pub fn chaos(
+    base: &RunOpts,
+    control: &Control,
+    opts: &ChaosOpts,
+    out: &Path,
+) -> anyhow::Result<bool> {
+    std::fs::create_dir_all(out)?;
+    let run_opts = RunOpts {
+        iterations: usize::MAX / 2,
+        time_limit: Some(opts.duration),
+        ..base.clone()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || run::run(&run_opts, stop))
+    };
+    let frontend = base.frontend.clone();
+    let control2 = control.clone();
+    let chaos_opts = opts.clone();
+    let seed = base.seed;
+    let marks: Vec<(f64, String)> = actix_rt::System::new().block_on(async move {
+        let client = awc::Client::default();
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xc4a05);
+        let mut marks = Vec::new();
+        let mut round = 0;
+        while t0.elapsed() + chaos_opts.every + chaos_opts.down < chaos_opts.duration {
+            tokio::time::sleep(chaos_opts.every).await;
+            let status = json_get(&client, &format!("{frontend}/status")).await?;
+            let ids: Vec<u64> = status["replicas"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|r| r["id"].as_u64()).collect())
+                .unwrap_or_default();
+            anyhow::ensure!(!ids.is_empty(), "the front end lists no replicas");
+            let victim = match (round, status["leader"].as_u64()) {
+                (0, Some(leader)) => leader,
+                _ => ids[rng.gen_range(0..ids.len())],
+            };
+            let is_leader = status["leader"].as_u64() == Some(victim);
+            let name = format!("order-{victim}");
+            control2.kill(&name).await?;
+            let label = format!("kill {name}{}", if is_leader { " (leader)" } else { "" });
+            println!("{:7.2}s  {label}", t0.elapsed().as_secs_f64());
+            marks.push((t0.elapsed().as_secs_f64(), label));
+            tokio::time::sleep(chaos_opts.down).await;
+            control2.start(&name).await?;
+            println!("{:7.2}s  {name} back", t0.elapsed().as_secs_f64());
+            marks.push((t0.elapsed().as_secs_f64(), format!("start {name}")));
+            round += 1;
+        }
+        Ok::<_, anyhow::Error>(marks)
+    })?;
+    let report_ = load
+        .join()
+        .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+    println!("== what the clients noticed");
+    let summaries = report(&report_);
+    for (t, label) in marks.iter().filter(|m| m.1.starts_with("kill")) {
+        let from = (*t * 1e6) as u64;
+        let window: Vec<&stats::Sample> = report_
+            .samples
+            .iter()
+            .filter(|s| s.start_us >= from.saturating_sub(100_000) && s.start_us < from + 2_000_000)
+            .collect();
+        let max = window.iter().map(|s| s.latency_us).max().unwrap_or(0);
+        let errors = window.iter().filter(|s| s.is_error()).count();
+        println!(
+            "  {label} at {t:.2}s: {} requests in the next 2 s, slowest {:.1} ms, {errors} errors",
+            window.len(),
+            max as f64 / 1000.0
+        );
+    }
+    run::write_csv(&out.join("chaos.csv"), &report_.samples)?;
+    let points: Vec<(f64, f64, bool)> = report_
+        .samples
+        .iter()
+        .map(|s| {
+            (
+                s.start_us as f64 / 1e6,
+                s.latency_us as f64 / 1000.0,
+                s.is_error(),
+            )
+        })
+        .collect();
+    let svg = out.join("chaos-timeline.svg");
+    plot::timeline(
+        &svg,
+        "Latency of every request during chaos (red: client-visible errors)",
+        &points,
+        &marks,
+    )?;
+    // At rest, the replicas' order files must converge.
+    let control3 = control.clone();
+    let digests = actix_rt::System::new().block_on(async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d = control3.digests().await?;
+            let same = d.windows(2).all(|w| w[0].1 == w[1].1 && w[0].2 == w[1].2);
+            if same || Instant::now() > deadline {
+                return Ok::<_, anyhow::Error>((same, d));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })?;
+    for (name, bytes, sha) in &digests.1 {
+        println!("  {name}: {bytes} bytes, sha256 {sha}");
+    }
+    let errors: u64 = summaries.iter().map(|s| s.errors).sum();
+    println!(
+        "replica files {}; {errors} client-visible errors; {} mismatches; wrote {} and {}",
+        if digests.0 { "identical" } else { "DIFFER" },
+        report_.mismatches.len(),
+        out.join("chaos.csv").display(),
+        svg.display()
+    );
+    Ok(digests.0 && report_.mismatches.is_empty())
+}
+
+/// What `bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchKind {
+    /// `GET /stocks/GameStart` (a cache hit when the cache is on).
+    Lookup,
+    /// `POST /orders`, alternating buy and sell of random stocks.
+    Trade,
+    /// `GET /orders/{n}` for n below `--orders`.
+    Query,
+}
+
+/// Closed-loop result.
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    /// Requests answered (any status).
+    pub requests: u64,
+    /// Failed requests (no answer or a status other than 2xx/409).
+    pub errors: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Latency summary.
+    pub summary: Summary,
+}
+
+/// `bench`: `connections` closed loops for `duration` against `base`.
+pub fn bench(
+    base: &str,
+    kind: BenchKind,
+    connections: usize,
+    duration: Duration,
+    orders: u64,
+    threads: usize,
+) -> anyhow::Result<BenchResult> {
+    anyhow::ensure!(connections > 0, "--connections must be at least 1");
+    let threads = threads.clamp(1, connections);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let base = base.to_string();
+            std::thread::spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    let loops: Vec<usize> = (t..connections).step_by(threads).collect();
+                    let client = run::client(Duration::from_secs(10), loops.len());
+                    let tasks = loops.into_iter().map(|i| {
+                        let client = client.clone();
+                        let base = base.clone();
+                        async move {
+                            let mut h = histogram();
+                            let mut errors = 0u64;
+                            let mut n = 0u64;
+                            let mut rng = StdRng::seed_from_u64(i as u64);
+                            while start.elapsed() < duration {
+                                let t = Instant::now();
+                                let res = match kind {
+                                    BenchKind::Lookup => {
+                                        client.get(format!("{base}/stocks/GameStart")).send().await
+                                    }
+                                    BenchKind::Query => {
+                                        let k = rng.gen_range(0..orders.max(1));
+                                        client.get(format!("{base}/orders/{k}")).send().await
+                                    }
+                                    BenchKind::Trade => {
+                                        let name = run::DEFAULT_STOCKS
+                                            [rng.gen_range(0..run::DEFAULT_STOCKS.len())];
+                                        let side = if n.is_multiple_of(2) { "sell" } else { "buy" };
+                                        client
+                                            .post(format!("{base}/orders"))
+                                            .send_json(
+                                                &json!({"name": name, "type": side, "quantity": 1}),
+                                            )
+                                            .await
+                                    }
+                                };
+                                let ok = match res {
+                                    Ok(mut r) => {
+                                        let _ = r.body().await;
+                                        r.status().is_success() || r.status().as_u16() == 409
+                                    }
+                                    Err(_) => false,
+                                };
+                                h.saturating_record(t.elapsed().as_micros().max(1) as u64);
+                                errors += !ok as u64;
+                                n += 1;
+                            }
+                            (h, errors)
+                        }
+                    });
+                    join_all(tasks).await
+                })
+            })
+        })
+        .collect();
+    let mut total = histogram();
+    let mut errors = 0;
+    for h in handles {
+        for (hist, e) in h
+            .join()
+            .map_err(|_| anyhow::anyhow!("bench thread panicked"))?
+        {
+            total.add(&hist).map_err(|e| anyhow::anyhow!("{e}"))?;
+            errors += e;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let requests = total.len();
+    Ok(BenchResult {
+        requests,
+        errors,
+        rps: requests as f64 / elapsed,
+        summary: Summary {
+            kind: match kind {
+                BenchKind::Lookup => Kind::Lookup,
+                BenchKind::Trade => Kind::Trade,
+                BenchKind::Query => Kind::Query,
+            },
+            count: requests,
+            errors,
+            rejected: 0,
+            mean_us: total.mean(),
+            p50_us: total.value_at_quantile(0.5),
+            p90_us: total.value_at_quantile(0.9),
+            p99_us: total.value_at_quantile(0.99),
+            max_us: total.max(),
+        },
+    })
+}
+
+/// A plain actix-web server answering a fixed stock JSON on `/stocks/{name}`: the machine's
+/// limit, measured in the same run as the exchange.
+pub fn plain_server(addr: &str, workers: usize) -> anyhow::Result<()> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let body =
+        r#"{"data":{"name":"GameStart","price":15.99,"quantity":100,"volume":0,"version":0}}"#;
+    actix_rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            App::new().route(
+                "/stocks/{name}",
+                web::get().to(move || async move {
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(body)
+                }),
+            )
+        })
+        .workers(workers)
+        .bind(addr)?
+        .run()
+        .await
+    })?;
+    Ok(())
+}

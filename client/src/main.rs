@@ -1,0 +1,243 @@
+//! `tradenet-client`: parses flags and runs one experiment against a Trade-Net front end.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tradenet_client::control::Control;
+use tradenet_client::experiments::{self, BenchKind, ChaosOpts};
+use tradenet_client::run::{self, RunOpts, DEFAULT_STOCKS};
+
+/// Load, verification and the course's experiments for Trade-Net.
+///
+/// Start the exchange first (`tradenet up`), then run one of the subcommands. `sweep` and
+/// `chaos` also use the launcher's control API (default http://127.0.0.1:8079) to restart the
+/// front end and to kill and restart replicas.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Load {
+    /// Front end base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    frontend: String,
+    /// Concurrent client sessions.
+    #[arg(long, default_value_t = 5)]
+    clients: usize,
+    /// Lookups per session.
+    #[arg(long, default_value_t = 20)]
+    iterations: usize,
+    /// Probability of trading after a lookup that shows quantity above zero.
+    #[arg(long, default_value_t = 0.6)]
+    p: f64,
+    /// Seed for the random choices (same seed, same choices).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// OS threads for the sessions (one actix System each).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Timeout of one request, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    timeout_ms: u64,
+}
+
+impl Load {
+    fn opts(&self) -> RunOpts {
+        RunOpts {
+            frontend: self.frontend.trim_end_matches('/').to_string(),
+            clients: self.clients,
+            iterations: self.iterations,
+            p: self.p,
+            seed: self.seed,
+            stocks: DEFAULT_STOCKS.iter().map(|s| s.to_string()).collect(),
+            threads: self.threads,
+            progress: true,
+            time_limit: None,
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Sessions that look up random stocks and trade with probability p; every order placed
+    /// is read back and compared. Prints latency per request type and the mismatch count.
+    Run {
+        #[command(flatten)]
+        load: Load,
+        /// Write one CSV row per request here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// `run` for each p with the cache on, then off; writes sweep.csv and SVG plots.
+    Sweep {
+        #[command(flatten)]
+        load: Load,
+        /// The launcher's control API.
+        #[arg(long, default_value = "http://127.0.0.1:8079")]
+        control: String,
+        /// Cache size for the "cache on" half.
+        #[arg(long, default_value_t = 10)]
+        cache_size: usize,
+        /// Trade probabilities, comma-separated.
+        #[arg(long, default_value = "0,0.2,0.4,0.6,0.8", value_delimiter = ',')]
+        ps: Vec<f64>,
+        /// Output folder.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
+    /// A lookup sequence that forces evictions, showing the cache's LRU order after each step.
+    LruTrace {
+        /// Front end base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        frontend: String,
+        /// Output folder.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
+    /// A run during which replicas (the leader first) are SIGKILLed and restarted.
+    Chaos {
+        #[command(flatten)]
+        load: Load,
+        /// The launcher's control API.
+        #[arg(long, default_value = "http://127.0.0.1:8079")]
+        control: String,
+        /// Total run time, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Kill a replica every this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        every: f64,
+        /// Restart it after this many seconds.
+        #[arg(long, default_value_t = 2.0)]
+        down: f64,
+        /// Output folder.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
+    /// Closed-loop maximum throughput for one request type; prints `figure` lines.
+    Bench {
+        /// Base URL (a front end, or the plain server for lookups).
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        url: String,
+        /// Request type.
+        #[arg(long, value_enum, default_value_t = BenchKind::Lookup)]
+        kind: BenchKind,
+        /// Concurrent connections (closed loops).
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// For queries: order numbers are drawn below this.
+        #[arg(long, default_value_t = 1)]
+        orders: u64,
+        /// OS threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Name printed in the `figure` lines.
+        #[arg(long, default_value = "bench")]
+        name: String,
+    },
+    /// A plain actix-web server answering a fixed stock JSON: the machine's limit.
+    Plain {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: String,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run_cli(Cli::parse()) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(2),
+        Err(e) => {
+            eprintln!("tradenet-client: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Cmd::Run { load, csv } => {
+            let r = run::run(&load.opts(), Arc::default())?;
+            experiments::report(&r);
+            if let Some(path) = csv {
+                run::write_csv(&path, &r.samples)?;
+                println!("wrote {}", path.display());
+            }
+            Ok(r.mismatches.is_empty())
+        }
+        Cmd::Sweep {
+            load,
+            control,
+            cache_size,
+            ps,
+            out,
+        } => {
+            let mut opts = load.opts();
+            opts.progress = false;
+            experiments::sweep(&opts, &Control::new(&control), cache_size, &ps, &out)?;
+            Ok(true)
+        }
+        Cmd::LruTrace { frontend, out } => {
+            let stocks: Vec<String> = DEFAULT_STOCKS.iter().map(|s| s.to_string()).collect();
+            experiments::lru_trace(frontend.trim_end_matches('/'), &stocks, &out)?;
+            Ok(true)
+        }
+        Cmd::Chaos {
+            load,
+            control,
+            duration,
+            every,
+            down,
+            out,
+        } => {
+            let mut opts = load.opts();
+            opts.progress = false;
+            let chaos = ChaosOpts {
+                every: Duration::from_secs_f64(every),
+                down: Duration::from_secs_f64(down),
+                duration: Duration::from_secs_f64(duration),
+            };
+            experiments::chaos(&opts, &Control::new(&control), &chaos, &out)
+        }
+        Cmd::Bench {
+            url,
+            kind,
+            connections,
+            duration,
+            orders,
+            threads,
+            name,
+        } => {
+            let r = experiments::bench(
+                url.trim_end_matches('/'),
+                kind,
+                connections,
+                Duration::from_secs_f64(duration),
+                orders,
+                threads,
+            )?;
+            let s = &r.summary;
+            println!("figure {name}_rps {:.0} req/s", r.rps);
+            println!("figure {name}_p50 {:.1} us", s.p50_us as f64);
+            println!("figure {name}_p99 {:.1} us", s.p99_us as f64);
+            println!("figure {name}_errors {} count", r.errors);
+            Ok(true)
+        }
+        Cmd::Plain { addr, workers } => {
+            experiments::plain_server(&addr, workers)?;
+            Ok(true)
+        }
+    }
+}

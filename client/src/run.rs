@@ -1,0 +1,310 @@
+//! The `run` experiment: N client sessions, each looking up a random stock and, when its
+//! quantity is above zero, trading it with probability p; every order placed is recorded and
+//! read back at the end. Sessions are spread over OS threads, one actix System and one awc
+//! client per thread (awc clients are not `Send`).
+
+use crate::stats::{Kind, Sample};
+use anyhow::Context;
+use futures::future::join_all;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The default course stocks, used when the tool is not told otherwise.
+pub const DEFAULT_STOCKS: [&str; 16] = [
+    "GameStart",
+    "FishCo",
+    "BoarCo",
+    "MenhirCo",
+    "RottenFishCo",
+    "CaesarTech",
+    "Reneium",
+    "Goscinnyium",
+    "PiloteCo",
+    "DogmatixCo",
+    "LutetiaTech",
+    "ObelixCo",
+    "GetafixLabs",
+    "VitalstatixCo",
+    "CacofonixCo",
+    "UnhygienixCo",
+];
+
+/// What a run does.
+#[derive(Clone, Debug)]
+pub struct RunOpts {
+    /// Front end base URL, e.g. `http://127.0.0.1:8081`.
+    pub frontend: String,
+    /// Concurrent client sessions.
+    pub clients: usize,
+    /// Lookups per session.
+    pub iterations: usize,
+    /// Probability of trading after a lookup that shows quantity above zero.
+    pub p: f64,
+    /// Seed for the random choices (each session derives its own).
+    pub seed: u64,
+    /// Stocks to choose from.
+    pub stocks: Vec<String>,
+    /// OS threads to spread sessions over.
+    pub threads: usize,
+    /// Show a progress bar (only on a terminal).
+    pub progress: bool,
+    /// Stop early once this much time has passed (chaos runs).
+    pub time_limit: Option<Duration>,
+    /// Timeout for one request.
+    pub timeout: Duration,
+}
+
+/// An order as the client placed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    /// Transaction number.
+    pub number: u64,
+    /// Stock name.
+    pub name: String,
+    /// buy or sell.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Units.
+    pub quantity: u64,
+}
+
+/// What a run measured and found.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Every request.
+    pub samples: Vec<Sample>,
+    /// Every order placed.
+    pub orders: Vec<Placed>,
+    /// One line per order that read back differently (or not at all).
+    pub mismatches: Vec<String>,
+    /// Wall time of the load phase.
+    pub elapsed: Duration,
+}
+
+struct Session<'a> {
+    id: usize,
+    client: &'a awc::Client,
+    base: &'a str,
+    t0: Instant,
+    samples: Vec<Sample>,
+}
+
+impl Session<'_> {
+    async fn call(
+        &mut self,
+        kind: Kind,
+        req: awc::ClientRequest,
+        body: Option<&Value>,
+    ) -> (u16, Option<Value>) {
+        let start = Instant::now();
+        let res = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        };
+        let (status, value) = match res {
+            Ok(mut r) => {
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().limit(1 << 20).await.ok())
+            }
+            Err(_) => (0, None),
+        };
+        self.samples.push(Sample {
+            session: self.id,
+            kind,
+            start_us: start.duration_since(self.t0).as_micros() as u64,
+            latency_us: start.elapsed().as_micros() as u64,
+            status,
+        });
+        (status, value)
+    }
+
+    async fn lookup(&mut self, name: &str) -> Option<u64> {
+        let req = self.client.get(format!("{}/stocks/{name}", self.base));
+        match self.call(Kind::Lookup, req, None).await {
+            (200, Some(v)) => v["data"]["quantity"].as_u64(),
+            _ => None,
+        }
+    }
+
+    async fn trade(&mut self, name: &str, kind: &str, quantity: u64) -> Option<u64> {
+        let req = self.client.post(format!("{}/orders", self.base));
+        let body = json!({"name": name, "type": kind, "quantity": quantity});
+        match self.call(Kind::Trade, req, Some(&body)).await {
+            (200, Some(v)) => v["data"]["transaction_number"].as_u64(),
+            _ => None,
+        }
+    }
+
+    async fn query(&mut self, n: u64) -> (u16, Option<Value>) {
+        let req = self.client.get(format!("{}/orders/{n}", self.base));
+        self.call(Kind::Query, req, None).await
+    }
+}
+
+/// Compares an order's read-back with what was placed; None when they agree.
+pub fn mismatch(placed: &Placed, status: u16, body: Option<&Value>) -> Option<String> {
+    let d = body.map(|b| &b["data"]);
+    let agrees = status == 200
+        && d.is_some_and(|d| {
+            d["number"] == placed.number
+                && d["name"] == placed.name.as_str()
+                && d["type"] == placed.kind.as_str()
+                && d["quantity"] == placed.quantity
+        });
+    (!agrees).then(|| {
+        format!(
+            "order {}: placed {} {} {}, read back {status} {}",
+            placed.number,
+            placed.kind,
+            placed.quantity,
+            placed.name,
+            body.map_or("(no body)".into(), |b| b.to_string())
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    id: usize,
+    opts: &RunOpts,
+    client: &awc::Client,
+    t0: Instant,
+    stop: &AtomicBool,
+    bar: &ProgressBar,
+) -> (Vec<Sample>, Vec<Placed>, Vec<String>) {
+    let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(id as u64 * 7919));
+    let mut s = Session {
+        id,
+        client,
+        base: &opts.frontend,
+        t0,
+        samples: Vec::new(),
+    };
+    let mut placed = Vec::new();
+    for _ in 0..opts.iterations {
+        if stop.load(Ordering::Relaxed) || opts.time_limit.is_some_and(|l| t0.elapsed() >= l) {
+            break;
+        }
+        let name = opts.stocks[rng.gen_range(0..opts.stocks.len())].clone();
+        if let Some(quantity) = s.lookup(&name).await {
+            if quantity > 0 && rng.gen_bool(opts.p.clamp(0.0, 1.0)) {
+                let kind = if rng.gen_bool(0.5) { "buy" } else { "sell" };
+                let q = rng.gen_range(1..=quantity.min(5));
+                if let Some(number) = s.trade(&name, kind, q).await {
+                    placed.push(Placed {
+                        number,
+                        name,
+                        kind: kind.into(),
+                        quantity: q,
+                    });
+                }
+            }
+        }
+        bar.inc(1);
+    }
+    let mut mismatches = Vec::new();
+    for p in &placed {
+        let (status, body) = s.query(p.number).await;
+        mismatches.extend(mismatch(p, status, body.as_ref()));
+    }
+    (s.samples, placed, mismatches)
+}
+
+/// A client for one thread's sessions.
+pub fn client(timeout: Duration, connections: usize) -> awc::Client {
+    awc::Client::builder()
+        .timeout(timeout)
+        .connector(
+            awc::Connector::new()
+                .limit(connections.max(1))
+                .timeout(timeout),
+        )
+        .finish()
+}
+
+/// Runs the experiment; see the module docs.
+pub fn run(opts: &RunOpts, stop: Arc<AtomicBool>) -> anyhow::Result<RunReport> {
+    anyhow::ensure!(opts.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&opts.p),
+        "--p must be between 0 and 1, got {}",
+        opts.p
+    );
+    anyhow::ensure!(!opts.stocks.is_empty(), "no stocks to trade");
+    let bar = if opts.progress && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new((opts.clients * opts.iterations) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} lookups  {per_sec}  eta {eta}")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let t0 = Instant::now();
+    let threads = opts.threads.clamp(1, opts.clients);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let opts = opts.clone();
+            let stop = stop.clone();
+            let bar = bar.clone();
+            std::thread::Builder::new()
+                .name(format!("client-{t}"))
+                .spawn(move || {
+                    actix_rt::System::new().block_on(async move {
+                        let ids: Vec<usize> = (t..opts.clients).step_by(threads).collect();
+                        let client = client(opts.timeout, ids.len());
+                        let sessions = ids
+                            .iter()
+                            .map(|&id| session(id, &opts, &client, t0, &stop, &bar));
+                        join_all(sessions).await
+                    })
+                })
+                .context("spawn client thread")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut report = RunReport::default();
+    for h in handles {
+        let results = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
+        for (samples, orders, mismatches) in results {
+            report.samples.extend(samples);
+            report.orders.extend(orders);
+            report.mismatches.extend(mismatches);
+        }
+    }
+    report.elapsed = t0.elapsed();
+    bar.finish_and_clear();
+    report.samples.sort_by_key(|s| s.start_us);
+    report.orders.sort_by_key(|o| o.number);
+    // Two sessions must never have been given the same number.
+    for w in report.orders.windows(2) {
+        if w[0].number == w[1].number {
+            report.mismatches.push(format!(
+                "order {} was given to two different requests",
+                w[0].number
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// Writes one CSV row per request.
+pub fn write_csv(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("create {}", path.display()))?;
+    for s in samples {
+        w.serialize(s)?;
+    }
+    w.flush()?;
+    Ok(())
+}
