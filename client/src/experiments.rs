@@ -154,7 +154,7 @@ pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Resul
         let mut seq: Vec<&String> = stocks[..capacity].iter().collect();
         seq.push(&stocks[0]);
         seq.push(&stocks[capacity]);
-        seq.push(&stocks[capacity + 1 % (stocks.len() - capacity)]);
+        seq.push(&stocks[(capacity + 1).min(stocks.len() - 1)]);
         seq.push(&stocks[1]);
         seq.push(&stocks[0]);
         let mut prev: Vec<String> = status["cache"]["entries"]
