@@ -178,7 +178,8 @@ mod tests {
             &samples(Kind::Trade, [10_000, 20_000, 1_234_567]),
         )
         .unwrap();
-        assert_eq!(s.p50_us, 20_000);
+        // HDR reports the top of the value's bucket: equal to 3 significant digits.
+        assert!((20_000..=20_020).contains(&s.p50_us), "{}", s.p50_us);
         assert!((1_234_000..=1_235_000).contains(&s.max_us), "{}", s.max_us);
     }
 

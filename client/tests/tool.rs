@@ -1,0 +1,160 @@
+//! The client tool against fake front ends: verification catches a front end that lies about
+//! an order, and the CSV and SVG files it writes exist and parse.
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tradenet_client::run::{self, RunOpts};
+use tradenet_client::stats::Kind;
+use tradenet_client::{plot, stats};
+
+/// A front end in memory: every stock has quantity 100, orders are numbered from 0 and kept;
+/// with `lie_about` set, that order is read back with a different quantity.
+fn fake_front_end(lie_about: Option<u64>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let next = Arc::new(AtomicU64::new(0));
+        let orders: Arc<Mutex<Vec<Value>>> = Arc::default();
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || {
+                let (next, orders, orders2) = (next.clone(), orders.clone(), orders.clone());
+                App::new()
+                    .route(
+                        "/stocks/{name}",
+                        web::get().to(|name: web::Path<String>| async move {
+                            HttpResponse::Ok().json(
+                                json!({"data": {"name": *name, "price": 1.0, "quantity": 100}}),
+                            )
+                        }),
+                    )
+                    .route(
+                        "/orders",
+                        web::post().to(move |body: web::Json<Value>| {
+                            let (next, orders) = (next.clone(), orders.clone());
+                            async move {
+                                let n = next.fetch_add(1, Ordering::SeqCst);
+                                let mut o = body.into_inner();
+                                o["number"] = json!(n);
+                                orders.lock().unwrap().push(o);
+                                HttpResponse::Ok().json(json!({"data": {"transaction_number": n}}))
+                            }
+                        }),
+                    )
+                    .route(
+                        "/orders/{n}",
+                        web::get().to(move |n: web::Path<u64>| {
+                            let orders = orders2.clone();
+                            async move {
+                                let n = n.into_inner();
+                                let Some(mut o) = orders.lock().unwrap().get(n as usize).cloned()
+                                else {
+                                    return HttpResponse::NotFound()
+                                        .json(json!({"error": {"code": 404, "message": "no"}}));
+                                };
+                                if Some(n) == lie_about {
+                                    o["quantity"] = json!(o["quantity"].as_u64().unwrap() + 1);
+                                }
+                                HttpResponse::Ok().json(json!({"data": o}))
+                            }
+                        }),
+                    )
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        })
+    });
+    format!("http://{addr}")
+}
+
+fn opts(frontend: String) -> RunOpts {
+    RunOpts {
+        frontend,
+        clients: 2,
+        iterations: 10,
+        p: 1.0,
+        seed: 7,
+        stocks: vec!["GameStart".into(), "FishCo".into()],
+        threads: 2,
+        progress: false,
+        time_limit: None,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[test]
+fn an_honest_front_end_gives_zero_mismatches() {
+    let r = run::run(&opts(fake_front_end(None)), Arc::default()).unwrap();
+    assert_eq!(r.orders.len(), 20, "p = 1 trades after every lookup");
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    let s = stats::summarize_all(&r.samples);
+    let counts: Vec<(Kind, u64)> = s.iter().map(|s| (s.kind, s.count)).collect();
+    assert_eq!(
+        counts,
+        [(Kind::Lookup, 20), (Kind::Trade, 20), (Kind::Query, 20)]
+    );
+}
+
+#[test]
+fn a_front_end_that_lies_about_an_order_is_reported() {
+    let r = run::run(&opts(fake_front_end(Some(3))), Arc::default()).unwrap();
+    assert_eq!(r.mismatches.len(), 1, "{:?}", r.mismatches);
+    assert!(
+        r.mismatches[0].starts_with("order 3:"),
+        "{}",
+        r.mismatches[0]
+    );
+}
+
+#[test]
+fn csv_and_svg_files_exist_and_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run::run(&opts(fake_front_end(None)), Arc::default()).unwrap();
+    let csv_path = dir.path().join("run.csv");
+    run::write_csv(&csv_path, &r.samples).unwrap();
+    let mut rd = csv::Reader::from_path(&csv_path).unwrap();
+    assert_eq!(
+        rd.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["session", "kind", "start_us", "latency_us", "status"]
+    );
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), r.samples.len());
+    assert!(rows.iter().all(|r| r[4].parse::<u16>().unwrap() == 200));
+
+    let svg = dir.path().join("lines.svg");
+    let series = vec![(
+        "cache on".to_string(),
+        vec![(0.0, 1.0), (0.4, 1.5), (0.8, 2.0)],
+    )];
+    plot::lines(&svg, "latency", "p", "ms", &series).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    assert!(text.contains("cache on"), "legend present");
+
+    let timeline = dir.path().join("timeline.svg");
+    plot::timeline(
+        &timeline,
+        "t",
+        &[(0.1, 1.0, false), (0.2, 5.0, true)],
+        &[(0.15, "kill order-3".into())],
+    )
+    .unwrap();
+    roxmltree::Document::parse(&std::fs::read_to_string(&timeline).unwrap()).unwrap();
+
+    let lru = dir.path().join("lru.svg");
+    plot::lru_steps(
+        &lru,
+        "lru",
+        2,
+        &[("A".into(), vec!["A".into()], "miss".into())],
+    )
+    .unwrap();
+    roxmltree::Document::parse(&std::fs::read_to_string(&lru).unwrap()).unwrap();
+}
