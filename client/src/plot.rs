@@ -153,7 +153,7 @@ pub fn lru_steps(
 ) -> anyhow::Result<()> {
     let cell_w = 96;
     let cell_h = 24;
-    let left = 190;
+    let left = 290;
     let width = (left + cell_w * capacity.max(1) + 20) as u32;
     let height = (60 + cell_h * steps.len() + 20) as u32;
     let root = SVGBackend::new(path, (width, height)).into_drawing_area();

@@ -7,7 +7,7 @@
 use crate::harness::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,12 @@ fn parse_log(bytes: &[u8]) -> Vec<Value> {
 /// Asserts the log numbers orders 0..N-1 in file order; returns N.
 fn assert_consecutive(log: &[Value]) -> u64 {
     for (i, o) in log.iter().enumerate() {
-        assert_eq!(o["number"].as_u64(), Some(i as u64), "line {} of the log: {o}", i + 1);
+        assert_eq!(
+            o["number"].as_u64(),
+            Some(i as u64),
+            "line {} of the log: {o}",
+            i + 1
+        );
     }
     log.len() as u64
 }
@@ -120,7 +125,10 @@ fn catalog_stocks(c: &Cluster) -> BTreeMap<String, (i64, i64)> {
         .map(|s| {
             (
                 s["name"].as_str().unwrap().to_string(),
-                (s["quantity"].as_i64().unwrap(), s["volume"].as_i64().unwrap()),
+                (
+                    s["quantity"].as_i64().unwrap(),
+                    s["volume"].as_i64().unwrap(),
+                ),
             )
         })
         .collect()
@@ -144,7 +152,10 @@ fn assert_conservation(c: &Cluster, log: &[Value], only: &[&str]) {
     }
     let stocks = catalog_stocks(c);
     for name in expect.keys() {
-        assert!(stocks.contains_key(name), "the log trades {name}, which the catalog does not list");
+        assert!(
+            stocks.contains_key(name),
+            "the log trades {name}, which the catalog does not list"
+        );
     }
     for (name, got) in &stocks {
         if !only.is_empty() && !only.contains(&name.as_str()) {
@@ -178,25 +189,38 @@ fn leader_killed_right_after_answering_keeps_the_order() {
             panic!("replica {id} does not hold acknowledged order {n} after leader {leader} died")
         });
         assert_eq!(
-            (o["number"].as_u64(), o["name"].as_str(), o["type"].as_str(), o["quantity"].as_u64()),
+            (
+                o["number"].as_u64(),
+                o["name"].as_str(),
+                o["type"].as_str(),
+                o["quantity"].as_u64()
+            ),
             (Some(n), Some("GameStart"), Some("buy"), Some(3)),
             "replica {id}'s order {n}"
         );
         held.push(o);
     }
-    assert_eq!(held[0], held[1], "the survivors hold different orders under {n}");
+    assert_eq!(
+        held[0], held[1],
+        "the survivors hold different orders under {n}"
+    );
 
     // The survivors serve it too, through the new leader.
     wait_leader_not(&c, &[leader]);
     let (status, body) = get(&c.frontend, &format!("/orders/{n}"));
     assert_eq!(status, 200, "GET /orders/{n} after the failover: {body}");
-    assert_eq!(body["data"], json!({"number": n, "name": "GameStart", "type": "buy", "quantity": 3}));
+    assert_eq!(
+        body["data"],
+        json!({"number": n, "name": "GameStart", "type": "buy", "quantity": 3})
+    );
 
     c.start_replica(leader);
     let back = c.replicas[&leader].clone();
-    let o = wait_for(&format!("returning replica {leader} to hold order {n}"), STEP, || {
-        replica_order(&back, n)
-    });
+    let o = wait_for(
+        &format!("returning replica {leader} to hold order {n}"),
+        STEP,
+        || replica_order(&back, n),
+    );
     assert_eq!(o, held[0], "the returning replica's order {n}");
     let log = parse_log(&c.wait_converged());
     assert_eq!(assert_consecutive(&log), n + 1);
@@ -213,6 +237,8 @@ struct TraderReport {
     not_enough: usize,
     /// Anything else a client would notice.
     errors: Vec<String>,
+    /// The longest any order took to be answered.
+    slowest: Duration,
 }
 
 /// A tiny deterministic generator (xorshift64), so each trader's choices are reproducible.
@@ -228,16 +254,23 @@ impl Rng {
 }
 
 const TRADED: [&str; 4] = ["GameStart", "FishCo", "BoarCo", "MenhirCo"];
-/// Orders one trader may place at most.
-const TRADER_MAX_ORDERS: usize = 150;
-/// Pause between a trader's orders: it shapes the load so that it lasts through the
-/// chaos (it is not a wait for anything to settle).
-const TRADER_PACE: Duration = Duration::from_millis(25);
+/// Orders one trader may place at most (the stop flag normally ends it first).
+const TRADER_MAX_ORDERS: usize = 250;
+/// Pause between a trader's orders: it shapes the load (about 100 orders a second per
+/// trader) so that it lasts through the chaos; it is not a wait for anything to settle.
+const TRADER_PACE: Duration = Duration::from_millis(10);
+/// Rounds of the kill sequence.
+const CHAOS_ROUNDS: usize = 3;
 
-fn trader(frontend: String, seed: u64, stop: Arc<AtomicBool>) -> TraderReport {
+fn trader(
+    frontend: String,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+) -> TraderReport {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut report = TraderReport::default();
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !stop.load(Ordering::Relaxed)
         && report.acked.len() + report.not_enough + report.errors.len() < TRADER_MAX_ORDERS
         && Instant::now() < deadline
@@ -271,56 +304,74 @@ fn trader(frontend: String, seed: u64, stop: Arc<AtomicBool>) -> TraderReport {
                 started.elapsed()
             )),
         }
+        report.slowest = report.slowest.max(started.elapsed());
+        count.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(TRADER_PACE);
     }
     report
 }
 
+/// Waits until the traders have been answered `more` more times: trading goes on.
+fn wait_progress(count: &AtomicUsize, more: usize, what: &str) {
+    let from = count.load(Ordering::Relaxed);
+    wait_for(
+        &format!("{more} more answers to traders after {what}"),
+        STEP,
+        || (count.load(Ordering::Relaxed) >= from + more).then_some(()),
+    )
+}
+
 /// Rules 1-4 under load: the leader, a follower, then two replicas at once die and return
-/// while four traders keep ordering; no trader notices, and at rest everything adds up.
+/// (three rounds) while four traders keep ordering; no trader notices, and at rest everything
+/// adds up.
 #[test]
 fn traders_see_no_errors_while_replicas_die_and_return() {
     let mut c = Cluster::up(Opts::default());
-    let first = c.wait_leader();
+    let top = c.wait_leader();
     let ids: Vec<u64> = c.replicas.keys().copied().collect();
-    assert_eq!(first, *ids.last().unwrap(), "the highest id leads");
+    assert_eq!(top, *ids.last().unwrap(), "the highest id leads");
 
     let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
     let traders: Vec<_> = (0..4u64)
         .map(|i| {
             let fe = c.frontend.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || trader(fe, i + 1, stop))
+            let (stop, count) = (stop.clone(), count.clone());
+            std::thread::spawn(move || trader(fe, i + 1, stop, count))
         })
         .collect();
     let chaos_started = Instant::now();
-    // Let the traders get going: wait until orders flow.
-    wait_for("the first orders", STEP, || {
-        let s = c.status();
-        view(&s, first)?["last_order"].as_u64().filter(|n| *n >= 3)
-    });
+    wait_progress(&count, 8, "the start");
+    let mut interims = Vec::new();
+    for _ in 0..CHAOS_ROUNDS {
+        // 1. The leader dies; a survivor takes over; the old leader returns (and leads
+        //    again, being the highest id).
+        c.kill(&proc_name(top));
+        interims.push(wait_leader_not(&c, &[top]));
+        wait_progress(&count, 8, "the leader died");
+        c.start_replica(top);
+        wait_leader_is(&c, top);
+        wait_live(&c, &ids);
+        wait_progress(&count, 8, "the leader returned");
 
-    // 1. The leader dies; a survivor takes over; the old leader returns (and leads again,
-    //    being the highest id).
-    c.kill(&proc_name(first));
-    let interim = wait_leader_not(&c, &[first]);
-    c.start_replica(first);
-    wait_leader_is(&c, first);
-    wait_live(&c, &ids);
+        // 2. A follower dies and returns.
+        let follower = ids[0];
+        c.kill(&proc_name(follower));
+        wait_progress(&count, 8, "a follower died");
+        c.start_replica(follower);
+        wait_live(&c, &ids);
+        wait_progress(&count, 8, "the follower returned");
 
-    // 2. A follower dies and returns.
-    let follower = ids[0];
-    c.kill(&proc_name(follower));
-    c.start_replica(follower);
-    wait_live(&c, &ids);
-
-    // 3. Two replicas die at once (the two lowest ids; the leader stays up) and return.
-    let (a, b) = (ids[0], ids[1]);
-    c.kill(&proc_name(a));
-    c.kill(&proc_name(b));
-    c.start_replica(a);
-    c.start_replica(b);
-    wait_live(&c, &ids);
+        // 3. Two replicas die at once (the two lowest ids; the leader stays up) and return.
+        let (a, b) = (ids[0], ids[1]);
+        c.kill(&proc_name(a));
+        c.kill(&proc_name(b));
+        wait_progress(&count, 8, "two followers died");
+        c.start_replica(a);
+        c.start_replica(b);
+        wait_live(&c, &ids);
+        wait_progress(&count, 8, "two followers returned");
+    }
     let chaos = chaos_started.elapsed();
     stop.store(true, Ordering::Relaxed);
 
@@ -333,27 +384,45 @@ fn traders_see_no_errors_while_replicas_die_and_return() {
         }
     }
     let not_enough: usize = reports.iter().map(|r| r.not_enough).sum();
+    let slowest = reports.iter().map(|r| r.slowest).max().unwrap();
     eprintln!(
-        "traders: {} orders acknowledged, {not_enough} refused for want of quantity, {} errors; \
-         chaos took {chaos:?} (interim leader {interim})",
+        "traders: {} orders acknowledged, {not_enough} refused for want of quantity, {} errors, \
+         slowest answer {slowest:?}; chaos took {chaos:?} (interim leaders {interims:?})",
         acked.len(),
         errors.len()
     );
     assert!(errors.is_empty(), "client-visible errors: {errors:#?}");
-    assert!(acked.len() >= 20, "too few orders to mean anything: {}", acked.len());
+    for (i, r) in reports.iter().enumerate() {
+        assert!(
+            r.acked.len() + r.not_enough < TRADER_MAX_ORDERS,
+            "trader {i} ran out of orders before the chaos ended; the load did not cover it"
+        );
+    }
 
     // At rest: identical files, numbered 0..N-1, holding every acknowledged order as answered.
     let log = parse_log(&c.wait_converged());
     let n = assert_consecutive(&log);
     for (num, (name, kind, q)) in &acked {
-        assert!(*num < n, "acknowledged order {num} is missing from the log of {n} orders");
+        assert!(
+            *num < n,
+            "acknowledged order {num} is missing from the log of {n} orders"
+        );
         let o = &log[*num as usize];
         assert_eq!(
-            (o["name"].as_str(), o["type"].as_str(), o["quantity"].as_u64()),
+            (
+                o["name"].as_str(),
+                o["type"].as_str(),
+                o["quantity"].as_u64()
+            ),
             (Some(name.as_str()), Some(kind.as_str()), Some(*q)),
             "log line for acknowledged order {num}"
         );
     }
+    assert_eq!(
+        n as usize,
+        acked.len(),
+        "the log holds orders no trader was told about"
+    );
     let rids: BTreeSet<&str> = log.iter().map(|o| o["rid"].as_str().unwrap()).collect();
     assert_eq!(rids.len(), log.len(), "a request id recorded twice");
     for (num, (name, kind, q)) in &acked {
@@ -391,7 +460,11 @@ fn idempotency_key_trades_once_even_across_a_leader_kill() {
     let (s2, b2) = place_with_key(&c, "key-one", "BoarCo", "buy", 4);
     assert_eq!(s2, 200, "second send: {b2}");
     let n1 = b1["data"]["transaction_number"].as_u64().unwrap();
-    assert_eq!(b2["data"]["transaction_number"].as_u64(), Some(n1), "same key, same number");
+    assert_eq!(
+        b2["data"]["transaction_number"].as_u64(),
+        Some(n1),
+        "same key, same number"
+    );
     assert_eq!(volume(&c, "BoarCo"), v0 + 4, "same key traded once");
 
     let leader = c.wait_leader();
@@ -412,7 +485,11 @@ fn idempotency_key_trades_once_even_across_a_leader_kill() {
 
     // Once more against the new leader, and a fresh key still gets a fresh number.
     let (s5, b5) = place_with_key(&c, "key-two", "BoarCo", "sell", 2);
-    assert_eq!((s5, b5["data"]["transaction_number"].as_u64()), (200, Some(n2)), "{b5}");
+    assert_eq!(
+        (s5, b5["data"]["transaction_number"].as_u64()),
+        (200, Some(n2)),
+        "{b5}"
+    );
     let (s6, b6) = place_with_key(&c, "key-three", "BoarCo", "buy", 1);
     assert_eq!(s6, 200, "{b6}");
     let n3 = b6["data"]["transaction_number"].as_u64().unwrap();
@@ -422,9 +499,17 @@ fn idempotency_key_trades_once_even_across_a_leader_kill() {
     c.start_replica(leader);
     wait_live(&c, &c.replicas.keys().copied().collect::<Vec<_>>());
     let log = parse_log(&c.wait_converged());
-    assert_eq!(assert_consecutive(&log), n3 + 1, "one order per key (new leader {new_leader})");
+    assert_eq!(
+        assert_consecutive(&log),
+        n3 + 1,
+        "one order per key (new leader {new_leader})"
+    );
     for (n, key) in [(n1, "key-one"), (n2, "key-two"), (n3, "key-three")] {
-        assert_eq!(log[n as usize]["rid"], key_rid(key), "order {n}'s request id is derived from {key:?}");
+        assert_eq!(
+            log[n as usize]["rid"],
+            key_rid(key),
+            "order {n}'s request id is derived from {key:?}"
+        );
     }
     assert_conservation(&c, &log, &[]);
 }
@@ -447,15 +532,25 @@ fn returning_replica_drops_a_dead_leaders_unreplicated_tail() {
         "{{\"number\":2,\"epoch\":{epoch},\"rid\":\"{injected_rid}\",\"name\":\"GameStart\",\"type\":\"buy\",\"quantity\":1,\"cseq\":999}}\n"
     );
     let path = c.data("order-3").join("orders.jsonl");
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
     drop(file);
 
     assert_eq!(wait_leader_not(&c, &[3]), 2);
-    assert_eq!(place(&c, "MenhirCo", "buy", 5), 2, "the new leader numbers on from 2");
+    assert_eq!(
+        place(&c, "MenhirCo", "buy", 5),
+        2,
+        "the new leader numbers on from 2"
+    );
     let new2 = replica_order(&c.replicas[&2], 2).expect("the new leader holds order 2");
     assert_ne!(new2["rid"], injected_rid);
-    assert!(new2["epoch"].as_u64().unwrap() > epoch, "order 2 is written in a newer epoch: {new2}");
+    assert!(
+        new2["epoch"].as_u64().unwrap() > epoch,
+        "order 2 is written in a newer epoch: {new2}"
+    );
 
     c.start_replica(3);
     let log = parse_log(&c.wait_converged());
@@ -497,14 +592,24 @@ fn trade_applied_at_the_catalog_but_not_recorded_is_found_by_the_next_leader() {
     let new_leader = wait_leader_not(&c, &[leader]);
     let addr = c.replicas[&new_leader].clone();
     let found = wait_for("the new leader to record the orphan trade", STEP, || {
-        (0..10).map_while(|n| replica_order(&addr, n)).find(|o| o["rid"] == rid)
+        (0..10)
+            .map_while(|n| replica_order(&addr, n))
+            .find(|o| o["rid"] == rid)
     });
     assert_eq!(
-        (found["name"].as_str(), found["type"].as_str(), found["quantity"].as_u64()),
+        (
+            found["name"].as_str(),
+            found["type"].as_str(),
+            found["quantity"].as_u64()
+        ),
         (Some("FishCo"), Some("buy"), Some(2)),
         "{found}"
     );
-    assert_eq!(found["number"].as_u64(), Some(1), "recorded under the next number: {found}");
+    assert_eq!(
+        found["number"].as_u64(),
+        Some(1),
+        "recorded under the next number: {found}"
+    );
 
     // A client order after the takeover gets the number after it.
     assert_eq!(place(&c, "FishCo", "sell", 1), 2);
@@ -542,10 +647,17 @@ fn all_replicas_down_gives_503_quickly_then_trading_resumes() {
 
     c.start_replica(1);
     wait_leader_is(&c, 1);
-    assert_eq!(place(&c, "CaesarTech", "sell", 1), 1, "replica 1 numbers on from its log");
+    assert_eq!(
+        place(&c, "CaesarTech", "sell", 1),
+        1,
+        "replica 1 numbers on from its log"
+    );
     let (status, body) = get(&c.frontend, "/orders/0");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"], json!({"number": 0, "name": "CaesarTech", "type": "buy", "quantity": 2}));
+    assert_eq!(
+        body["data"],
+        json!({"number": 0, "name": "CaesarTech", "type": "buy", "quantity": 2})
+    );
     let log = parse_log(&std::fs::read(c.data("order-1").join("orders.jsonl")).unwrap());
     assert_eq!(assert_consecutive(&log), 2);
     assert_conservation(&c, &log, &[]);
