@@ -127,7 +127,7 @@ async fn json_get(client: &awc::Client, url: &str) -> anyhow::Result<Value> {
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-    Ok(res.json::<Value>().limit(1 << 20).await?)
+    Ok(res.json::<Value>().limit(256 << 20).await?)
 }
 
 /// `lru-trace`: a lookup sequence that forces evictions, printing after each step the cache's
@@ -530,4 +530,113 @@ pub fn plain_server(addr: &str, workers: usize) -> anyhow::Result<()> {
         .await
     })?;
     Ok(())
+}
+
+/// `audit`: checks conservation at rest: for every stock, the catalog's quantity is its
+/// initial quantity minus the buys plus the sells in the order log, and its volume the sum of
+/// all quantities traded. Reads the log from a replica page by page. Returns the problems.
+pub fn audit(catalog: &str, replica: &str, initial: u64) -> anyhow::Result<(usize, Vec<String>)> {
+    actix_rt::System::new().block_on(async {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish();
+        let status = json_get(&client, &format!("{catalog}/status")).await?;
+        let mut sums: std::collections::HashMap<String, (i64, u64)> =
+            std::collections::HashMap::new();
+        let mut after: Option<(u64, u64)> = None;
+        let mut count = 0;
+        loop {
+            let url = match after {
+                None => format!("{replica}/internal/v1/log?limit=10000"),
+                Some((n, e)) => format!(
+                    "{replica}/internal/v1/log?limit=10000&after_number={n}&after_epoch={e}"
+                ),
+            };
+            let page = json_get(&client, &url).await?;
+            let orders = page["data"]["orders"]
+                .as_array()
+                .context("replica log page")?;
+            if orders.is_empty() {
+                break;
+            }
+            for o in orders {
+                let q = o["quantity"].as_u64().unwrap_or(0);
+                let e = sums
+                    .entry(o["name"].as_str().unwrap_or_default().to_string())
+                    .or_default();
+                e.0 += if o["type"] == "buy" {
+                    -(q as i64)
+                } else {
+                    q as i64
+                };
+                e.1 += q;
+                after = Some((
+                    o["number"].as_u64().unwrap_or(0),
+                    o["epoch"].as_u64().unwrap_or(0),
+                ));
+                count += 1;
+            }
+        }
+        let mut problems = Vec::new();
+        for s in status["stocks"].as_array().context("catalog stocks")? {
+            let name = s["name"].as_str().unwrap_or_default();
+            let (delta, volume) = sums.get(name).copied().unwrap_or_default();
+            let want = initial as i64 + delta;
+            let (q, v) = (
+                s["quantity"].as_i64().unwrap_or(-1),
+                s["volume"].as_u64().unwrap_or(0),
+            );
+            if q != want || v != volume {
+                problems.push(format!(
+                    "{name}: catalog quantity {q} volume {v}, log says {want} and {volume}"
+                ));
+            }
+        }
+        Ok((count, problems))
+    })
+}
+
+/// `failover`: SIGKILLs the leader through the launcher, then times one trade from the kill
+/// to its answer (the front end retries it on the new leader), and restarts the replica.
+/// Repeats `rounds` times; returns the times in milliseconds.
+pub fn failover(frontend: &str, control: &Control, rounds: usize) -> anyhow::Result<Vec<f64>> {
+    let frontend = frontend.to_string();
+    let control = control.clone();
+    actix_rt::System::new().block_on(async move {
+        let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+        let mut times = Vec::new();
+        for round in 0..rounds {
+            let status = json_get(&client, &format!("{frontend}/status")).await?;
+            let leader = status["leader"].as_u64().context("no leader to kill")?;
+            let name = format!("order-{leader}");
+            // Warm the connection to the front end so the figure is the failover alone.
+            let _ = client.get(format!("{frontend}/stocks/GameStart")).send().await;
+            control.kill(&name).await?;
+            let t = Instant::now();
+            let mut res = client
+                .post(format!("{frontend}/orders"))
+                .send_json(&json!({"name": "GameStart", "type": if round % 2 == 0 { "sell" } else { "buy" }, "quantity": 1}))
+                .await
+                .map_err(|e| anyhow::anyhow!("trade after killing the leader: {e}"))?;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            let body: Value = res.json().await.unwrap_or_default();
+            anyhow::ensure!(res.status().is_success(), "trade after killing {name}: {body}");
+            println!("round {}: killed {name} (leader); next trade answered after {ms:.1} ms", round + 1);
+            times.push(ms);
+            control.start(&name).await?;
+            // Wait until the returning replica leads again, so every round starts alike.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                let s = json_get(&client, &format!("{frontend}/status")).await?;
+                let serving = s["replicas"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["id"] == s["leader"] && r["role"] == "leader"));
+                if s["leader"].as_u64() == Some(leader) && serving {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(times)
+    })
 }

@@ -143,6 +143,30 @@ enum Cmd {
         #[arg(long, default_value = "bench")]
         name: String,
     },
+    /// Checks conservation at rest: catalog quantities and volumes against a replica's log.
+    Audit {
+        /// Catalog base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8082")]
+        catalog: String,
+        /// A replica's base URL (its log is read).
+        #[arg(long, default_value = "http://127.0.0.1:8093")]
+        replica: String,
+        /// Every stock's initial quantity.
+        #[arg(long, default_value_t = 100)]
+        initial: u64,
+    },
+    /// Kills the leader through the launcher and times the next trade; prints `figure` lines.
+    Failover {
+        /// Front end base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        frontend: String,
+        /// The launcher's control API.
+        #[arg(long, default_value = "http://127.0.0.1:8079")]
+        control: String,
+        /// How many leader kills.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// A plain actix-web server answering a fixed stock JSON: the machine's limit.
     Plain {
         /// Listen address.
@@ -233,6 +257,45 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
             println!("figure {name}_p50 {:.1} us", s.p50_us as f64);
             println!("figure {name}_p99 {:.1} us", s.p99_us as f64);
             println!("figure {name}_errors {} count", r.errors);
+            Ok(true)
+        }
+        Cmd::Audit {
+            catalog,
+            replica,
+            initial,
+        } => {
+            let (orders, problems) = experiments::audit(
+                catalog.trim_end_matches('/'),
+                replica.trim_end_matches('/'),
+                initial,
+            )?;
+            for p in &problems {
+                println!("  {p}");
+            }
+            println!(
+                "conservation {} over {orders} orders",
+                if problems.is_empty() {
+                    "holds"
+                } else {
+                    "FAILS"
+                }
+            );
+            Ok(problems.is_empty())
+        }
+        Cmd::Failover {
+            frontend,
+            control,
+            rounds,
+        } => {
+            let times = experiments::failover(
+                frontend.trim_end_matches('/'),
+                &Control::new(&control),
+                rounds,
+            )?;
+            let max = times.iter().copied().fold(0.0, f64::max);
+            let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+            println!("figure failover_max {max:.1} ms");
+            println!("figure failover_mean {mean:.1} ms");
             Ok(true)
         }
         Cmd::Plain { addr, workers } => {

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Trade-Net's benchmark: the exchange and a plain actix-web server measured in the same run on
+# this machine, so every figure has a ratio that survives a noisy machine.
+# Prints `figure <name> <value> <unit>` lines, ratios last. Release build, default config
+# (fsync on), ports moved up by 10000 so a running exchange is not disturbed.
+#   bench/run.sh            # about 2 minutes
+#   DURATION=10 bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-5}
+cargo build --release -q --workspace
+BIN=$PWD/target/release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat > "$work/bench.toml" <<TOML
+data_dir = "$work/data"
+log = "warn"
+[catalog]
+addr = "127.0.0.1:18082"
+[frontend]
+addr = "127.0.0.1:18081"
+[launcher]
+control_addr = "127.0.0.1:18079"
+[[replicas]]
+id = 1
+addr = "127.0.0.1:18091"
+[[replicas]]
+id = 2
+addr = "127.0.0.1:18092"
+[[replicas]]
+id = 3
+addr = "127.0.0.1:18093"
+TOML
+FE=http://127.0.0.1:18081
+PLAIN=http://127.0.0.1:18090
+CONTROL=http://127.0.0.1:18079
+
+"$BIN/tradenet-client" plain --addr 127.0.0.1:18090 --workers 2 & pids+=($!)
+"$BIN/tradenet" --config "$work/bench.toml" up > "$work/up.out" 2> "$work/up.err" & pids+=($!)
+for _ in $(seq 1 200); do grep -q "Trade-Net is up" "$work/up.out" 2>/dev/null && break; sleep 0.1; done
+grep -q "Trade-Net is up" "$work/up.out" || { cat "$work/up.err"; echo "exchange did not start"; exit 1; }
+
+out="$work/figures"
+: > "$out"
+bench() { # name kind url connections [orders]
+  "$BIN/tradenet-client" bench --name "$1" --kind "$2" --url "$3" --connections "$4" \
+    --duration "$DURATION" --orders "${5:-1}" | tee -a "$out"
+}
+value() { awk -v n="$1" '$1=="figure" && $2==n {print $3}' "$out"; }
+ratio() { # name numerator denominator
+  awk -v a="$(value "$2")" -v b="$(value "$3")" -v n="$1" 'BEGIN { printf "figure %s %.2f x\n", n, (b > 0 ? a / b : 0) }' | tee -a "$out"
+}
+
+echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+bench warmup lookup "$FE" 8 > /dev/null
+bench plain_c1 lookup "$PLAIN" 1
+bench plain_c64 lookup "$PLAIN" 64
+bench hit_c1 lookup "$FE" 1
+bench hit_c64 lookup "$FE" 64
+bench trade_c1 trade "$FE" 1
+bench trade_c64 trade "$FE" 64
+orders=$(curl -s "$FE/status" | sed -n 's/.*"last_order":\([0-9]*\).*/\1/p' | sort -n | tail -1)
+bench query_c64 query "$FE" 64 "${orders:-1}"
+curl -s -X POST "$CONTROL/control/v1/restart/frontend?cache_size=0" > /dev/null
+bench miss_c64 lookup "$FE" 64
+curl -s -X POST "$CONTROL/control/v1/restart/frontend?cache_size=10" > /dev/null
+"$BIN/tradenet-client" audit --catalog http://127.0.0.1:18082 --replica http://127.0.0.1:18093 | tee -a "$out"
+"$BIN/tradenet-client" failover --frontend "$FE" --control "$CONTROL" --rounds 3 | tee -a "$out"
+"$BIN/tradenet-client" audit --catalog http://127.0.0.1:18082 --replica http://127.0.0.1:18093 | tee -a "$out"
+
+echo "== ratios (targets: hit p50 c1 <= 1.3x plain; hit c64 >= 0.7x; miss and query c64 >= 0.3x)"
+ratio hit_c1_p50_vs_plain hit_c1_p50 plain_c1_p50
+ratio hit_c64_rps_vs_plain hit_c64_rps plain_c64_rps
+ratio miss_c64_rps_vs_plain miss_c64_rps plain_c64_rps
+ratio query_c64_rps_vs_plain query_c64_rps plain_c64_rps
+ratio trade_c64_rps_vs_plain trade_c64_rps plain_c64_rps
+heartbeat=200
+awk -v f="$(value failover_max)" -v h=$heartbeat 'BEGIN { printf "figure failover_max_vs_budget %.2f x (budget 2 heartbeats + 50 ms = %d ms)\n", f / (2*h+50), 2*h+50 }' | tee -a "$out"
