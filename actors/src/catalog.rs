@@ -109,6 +109,10 @@ pub struct Catalog {
     pending: VecDeque<TradeRecord>,
     window: VecDeque<TradeRecord>,
     by_rid: HashMap<RequestId, u64>,
+    /// Refused buys by request id, so the same request id is refused again the same way
+    /// (kept in memory, as many as the trade window).
+    refused: HashMap<RequestId, Error>,
+    refused_order: VecDeque<RequestId>,
     window_cap: usize,
     last_seq: u64,
     durable_seq: u64,
@@ -158,6 +162,8 @@ impl Catalog {
             pending: VecDeque::new(),
             window: VecDeque::new(),
             by_rid: HashMap::new(),
+            refused: HashMap::new(),
+            refused_order: VecDeque::new(),
             window_cap: window_cap.max(1),
             last_seq: snap.seq,
             durable_seq: snap.seq,
@@ -233,9 +239,20 @@ impl Catalog {
         if let Some(&seq) = self.by_rid.get(&req.rid) {
             return Ok(Accepted::Seen(seq));
         }
+        if let Some(err) = self.refused.get(&req.rid) {
+            return Err(err.clone());
+        }
         self.check_epoch(req.epoch)?;
         let i = self.position(&req.name)?;
-        apply(&mut self.working[i], req.kind, req.quantity)?;
+        if let Err(err) = apply(&mut self.working[i], req.kind, req.quantity) {
+            self.refused.insert(req.rid, err.clone());
+            self.refused_order.push_back(req.rid);
+            if self.refused_order.len() > self.window_cap {
+                let old = self.refused_order.pop_front().expect("non-empty");
+                self.refused.remove(&old);
+            }
+            return Err(err);
+        }
         self.epoch = req.epoch;
         self.last_seq += 1;
         let record = TradeRecord {
@@ -442,6 +459,23 @@ mod tests {
         );
         assert_eq!(c.lookup("GameStart").unwrap().quantity, 99);
         assert_eq!(c.outcome(1).unwrap().quantity, 1);
+    }
+
+    #[test]
+    fn a_refused_request_id_is_refused_again_even_after_a_sell() {
+        let mut c = Catalog::new(&seeds(), 100).unwrap();
+        let big = req(9, "FishCo", TradeKind::Buy, 11);
+        let first = c.trade(&big).unwrap_err();
+        c.trade(&req(10, "FishCo", TradeKind::Sell, 5)).unwrap();
+        assert_eq!(
+            c.trade(&big).unwrap_err(),
+            first,
+            "same request id, same answer"
+        );
+        assert!(
+            c.trade(&req(11, "FishCo", TradeKind::Buy, 11)).is_ok(),
+            "a new id may buy"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::types::{Epoch, RequestId, TradeKind};
 use crate::{Error, Result};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 
@@ -38,6 +38,10 @@ pub struct OrderStore {
     ticket: u64,
     durable_ticket: u64,
     waiters: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    /// Leader only: orders whose catalog trade came back ahead of an earlier one, held until
+    /// the numbers before them are recorded (orders are appended in number order).
+    pending: BTreeMap<u64, (Order, Vec<oneshot::Sender<()>>)>,
+    pending_rids: HashMap<RequestId, u64>,
 }
 
 impl OrderStore {
@@ -48,14 +52,13 @@ impl OrderStore {
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let path = dir.join(ORDERS_FILE);
         let (file, loaded) = journal::load::<Order>(&path)?;
-        let log =
-            OrderLog::from_records(loaded.records, loaded.offsets, loaded.len).map_err(|e| {
-                Error::Corrupt {
-                    path: path.clone(),
-                    line: 0,
-                    reason: e.to_string(),
-                }
-            })?;
+        let log = OrderLog::from_records(loaded.records, loaded.offsets, loaded.len).map_err(
+            |(line, reason)| Error::Corrupt {
+                path: path.clone(),
+                line,
+                reason,
+            },
+        )?;
         let epoch_path = dir.join(EPOCH_FILE);
         let term = match std::fs::read(&epoch_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
@@ -94,6 +97,8 @@ impl OrderStore {
                 ticket: 0,
                 durable_ticket: 0,
                 waiters: BTreeMap::new(),
+                pending: BTreeMap::new(),
+                pending_rids: HashMap::new(),
             }
         }))
     }
@@ -101,9 +106,41 @@ impl OrderStore {
     fn write(&mut self, line: Vec<u8>) -> oneshot::Receiver<()> {
         self.ticket += 1;
         self.writer.append(self.ticket, line);
+        self.when_written()
+    }
+
+    /// Resolves once everything written so far is durable.
+    fn when_written(&mut self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.entry(self.ticket).or_default().push(tx);
+        if self.ticket <= self.durable_ticket {
+            let _ = tx.send(());
+        } else {
+            self.waiters.entry(self.ticket).or_default().push(tx);
+        }
         rx
+    }
+
+    /// Appends every held order whose turn has come.
+    fn release_pending(&mut self) {
+        while let Some((order, waiting)) = self.pending.remove(&self.log.next_number()) {
+            self.pending_rids.remove(&order.rid);
+            let line = self.log.append(order);
+            self.ticket += 1;
+            self.writer.append(self.ticket, line);
+            self.waiters.entry(self.ticket).or_default().extend(waiting);
+        }
+    }
+
+    /// Drops held orders (leadership moved on); their callers see an error and retry.
+    fn drop_pending(&mut self) {
+        if !self.pending.is_empty() {
+            log::info!(
+                "dropping {} held orders of an older term",
+                self.pending.len()
+            );
+        }
+        self.pending.clear();
+        self.pending_rids.clear();
     }
 
     fn state(&self) -> StoreState {
@@ -111,7 +148,11 @@ impl OrderStore {
             last: self.log.last(),
             next: self.log.next_number(),
             term: self.term,
-            watermark: self.log.watermark(),
+            gap: self
+                .pending
+                .keys()
+                .next()
+                .map(|first| (self.log.next_number(), *first)),
         }
     }
 
@@ -131,6 +172,7 @@ impl OrderStore {
         if term == self.term {
             return Ok(None);
         }
+        self.drop_pending();
         self.term = term;
         let bytes = serde_json::to_vec(&term).expect("serialize term");
         Ok(Some(self.writer.replace(
@@ -172,8 +214,8 @@ pub struct StoreState {
     pub next: u64,
     /// Accepted leadership.
     pub term: Term,
-    /// Every catalog trade up to here is recorded.
-    pub watermark: u64,
+    /// Leader only: `(first missing, first held)` when orders are held behind a missing one.
+    pub gap: Option<(u64, u64)>,
 }
 
 /// Asks for the store's position and term.
@@ -266,20 +308,35 @@ impl Handler<Record> for OrderStore {
             .cloned()
         {
             // Durable once everything written so far is: conservative, and rare.
-            let (tx, durable) = oneshot::channel();
-            if self.ticket <= self.durable_ticket {
-                let _ = tx.send(());
-            } else {
-                self.waiters.entry(self.ticket).or_default().push(tx);
-            }
             return Ok(Recorded {
                 order,
+                fresh: false,
+                durable: self.when_written(),
+            });
+        }
+        if let Some(n) = self.pending_rids.get(&msg.rid).copied() {
+            let (tx, durable) = oneshot::channel();
+            let entry = self.pending.get_mut(&n).expect("indexed pending order");
+            entry.1.push(tx);
+            return Ok(Recorded {
+                order: entry.0.clone(),
                 fresh: false,
                 durable,
             });
         }
+        let number = msg
+            .cseq
+            .checked_sub(1)
+            .ok_or_else(|| Error::BadRequest("catalog trade numbers start at 1".into()))?;
+        if number < self.log.next_number() {
+            let held = self.log.get(number).map(|o| o.rid);
+            return Err(Error::Io(format!(
+                "catalog trade {} is request {} but order {number} already records request {:?}",
+                msg.cseq, msg.rid, held
+            )));
+        }
         let order = Order {
-            number: self.log.next_number(),
+            number,
             epoch: msg.epoch,
             rid: msg.rid,
             name: msg.name,
@@ -287,8 +344,10 @@ impl Handler<Record> for OrderStore {
             quantity: msg.quantity,
             cseq: msg.cseq,
         };
-        let line = self.log.append(order.clone());
-        let durable = self.write(line);
+        let (tx, durable) = oneshot::channel();
+        self.pending_rids.insert(order.rid, number);
+        self.pending.insert(number, (order.clone(), vec![tx]));
+        self.release_pending();
         Ok(Recorded {
             order,
             fresh: true,

@@ -1,6 +1,11 @@
 //! An order replica's log as a pure state machine: numbered orders from 0 with no gaps, each
-//! carrying the epoch of the leader that wrote it, indexed by request id (exactly once) and by
-//! catalog trade number (reconciliation).
+//! carrying the epoch of the leader that wrote it, indexed by request id (exactly once).
+//!
+//! An order's number is its catalog trade sequence number minus one (`cseq = number + 1`):
+//! the catalog serializes every trade anyway, so its sequence is the one global order. A
+//! leader that dies after the catalog traded but before any replica recorded the order leaves
+//! a gap that the next leader fills from the catalog's journal under the very number the
+//! client may already hold (rules 1 to 3).
 //!
 //! Log matching: an entry is identified by (number, epoch). A leader never writes two entries
 //! under one number, and a follower accepts a batch only when the entry before it matches, so
@@ -9,9 +14,8 @@
 //! that only it holds (a dead leader's unreplicated tail) when a newer epoch wrote elsewhere.
 
 use crate::types::{Epoch, RequestId, TradeKind};
-use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// One order as every replica stores it. Field order is the line's byte order, so the files of
 /// replicas that agree are byte-identical (no replica id, no local clock).
@@ -30,7 +34,7 @@ pub struct Order {
     pub kind: TradeKind,
     /// Units.
     pub quantity: u64,
-    /// The catalog's trade sequence number for it.
+    /// The catalog's trade sequence number for it: always `number + 1`.
     pub cseq: u64,
 }
 
@@ -71,40 +75,37 @@ pub struct OrderLog {
     offsets: Vec<u64>,
     len: u64,
     by_rid: HashMap<RequestId, u64>,
-    cseqs_above: BTreeSet<u64>,
-    watermark: u64,
 }
 
 impl OrderLog {
-    /// Rebuilds the log from loaded records; numbers must run from 0 without gaps.
-    pub fn from_records(orders: Vec<Order>, offsets: Vec<u64>, len: u64) -> Result<OrderLog> {
+    /// Rebuilds the log from loaded records; numbers must run from 0 without gaps and match
+    /// their catalog trade. On error, returns the 1-based line and what is wrong.
+    pub fn from_records(
+        orders: Vec<Order>,
+        offsets: Vec<u64>,
+        len: u64,
+    ) -> Result<OrderLog, (usize, String)> {
         let mut log = OrderLog {
             len,
             ..OrderLog::default()
         };
         for (i, (o, off)) in orders.into_iter().zip(offsets).enumerate() {
-            if o.number != i as u64 {
-                return Err(Error::BadRequest(format!(
-                    "order log line {} holds order {} where {i} was expected",
+            if o.number != i as u64 || o.cseq != o.number + 1 {
+                return Err((
                     i + 1,
-                    o.number
-                )));
+                    format!(
+                        "holds order {} (catalog trade {}) where order {i} (catalog trade {}) was expected",
+                        o.number,
+                        o.cseq,
+                        i + 1
+                    ),
+                ));
             }
-            log.index(&o);
+            log.by_rid.insert(o.rid, o.number);
             log.orders.push(o);
             log.offsets.push(off);
         }
         Ok(log)
-    }
-
-    fn index(&mut self, o: &Order) {
-        self.by_rid.insert(o.rid, o.number);
-        if o.cseq > self.watermark {
-            self.cseqs_above.insert(o.cseq);
-            while self.cseqs_above.remove(&(self.watermark + 1)) {
-                self.watermark += 1;
-            }
-        }
     }
 
     /// Number the next order gets.
@@ -132,11 +133,6 @@ impl OrderLog {
         self.by_rid.get(&rid).copied()
     }
 
-    /// Every catalog trade up to this sequence number is recorded as an order.
-    pub fn watermark(&self) -> u64 {
-        self.watermark
-    }
-
     /// Number of orders held.
     pub fn len(&self) -> usize {
         self.orders.len()
@@ -155,7 +151,7 @@ impl OrderLog {
             "orders are appended in number order"
         );
         let line = serde_json::to_vec(&order).expect("serialize order");
-        self.index(&order);
+        self.by_rid.insert(order.rid, order.number);
         self.offsets.push(self.len);
         self.len += line.len() as u64 + 1;
         self.orders.push(order);
@@ -171,15 +167,8 @@ impl OrderLog {
         self.len = self.offsets[from];
         self.orders.truncate(from);
         self.offsets.truncate(from);
-        // Rare (a dead leader's tail): rebuild the indexes rather than patch them.
-        let orders = std::mem::take(&mut self.orders);
-        self.by_rid.clear();
-        self.cseqs_above.clear();
-        self.watermark = 0;
-        for o in &orders {
-            self.index(o);
-        }
-        self.orders = orders;
+        // Rare (a dead leader's tail): rebuild the index rather than patch it.
+        self.by_rid = self.orders.iter().map(|o| (o.rid, o.number)).collect();
         self.len
     }
 
@@ -233,7 +222,7 @@ fn id_of(o: &Order) -> EntryId {
 mod tests {
     use super::*;
 
-    fn order(number: u64, epoch: Epoch, cseq: u64) -> Order {
+    fn order(number: u64, epoch: Epoch) -> Order {
         Order {
             number,
             epoch,
@@ -241,44 +230,54 @@ mod tests {
             name: "GameStart".into(),
             kind: TradeKind::Buy,
             quantity: 1,
-            cseq,
+            cseq: number + 1,
         }
     }
 
     fn log_of(epochs: &[Epoch]) -> OrderLog {
         let mut log = OrderLog::default();
         for (n, &e) in epochs.iter().enumerate() {
-            log.append(order(n as u64, e, n as u64 + 1));
+            log.append(order(n as u64, e));
         }
         log
     }
 
     #[test]
-    fn numbers_rids_and_watermark_are_tracked() {
-        let mut log = OrderLog::default();
-        log.append(order(0, 1, 1));
-        log.append(order(1, 1, 3));
-        assert_eq!(log.watermark(), 1, "catalog trade 2 is not recorded yet");
-        log.append(order(2, 1, 2));
-        assert_eq!(log.watermark(), 3);
+    fn numbers_and_rids_are_tracked() {
+        let log = log_of(&[1, 1, 1]);
         assert_eq!(log.find(RequestId(1101)), Some(1));
         assert_eq!(log.next_number(), 3);
+        assert_eq!(
+            log.last(),
+            Some(EntryId {
+                number: 2,
+                epoch: 1
+            })
+        );
     }
 
     #[test]
-    fn reloading_checks_numbering() {
-        let o = vec![order(0, 1, 1), order(2, 1, 2)];
-        assert!(OrderLog::from_records(o, vec![0, 10], 20).is_err());
+    fn reloading_checks_numbering_and_names_the_line() {
+        let o = vec![order(0, 1), order(2, 1)];
+        assert_eq!(OrderLog::from_records(o, vec![0, 10], 20).unwrap_err().0, 2);
+        let mut bad = order(0, 1);
+        bad.cseq = 5;
+        assert_eq!(
+            OrderLog::from_records(vec![bad], vec![0], 10)
+                .unwrap_err()
+                .0,
+            1
+        );
     }
 
     #[test]
     fn truncate_returns_the_byte_offset_and_forgets_the_tail() {
         let mut log = log_of(&[1, 1, 1]);
-        let first_len = serde_json::to_vec(&order(0, 1, 1)).unwrap().len() as u64 + 1;
+        let first_len = serde_json::to_vec(&order(0, 1)).unwrap().len() as u64 + 1;
         assert_eq!(log.truncate(1), first_len);
         assert_eq!(log.len(), 1);
         assert_eq!(log.find(RequestId(1102)), None);
-        assert_eq!(log.watermark(), 1);
+        assert_eq!(log.find(RequestId(1100)), Some(0));
     }
 
     #[test]
@@ -314,12 +313,7 @@ mod tests {
     fn fit_skips_what_is_held_and_cuts_a_divergent_tail() {
         // We hold 0..=3; orders 2 and 3 were written by a leader of epoch 1 that died.
         let log = log_of(&[1, 1, 1, 1]);
-        let batch = vec![
-            order(1, 1, 2),
-            order(2, 2, 9),
-            order(3, 2, 10),
-            order(4, 2, 11),
-        ];
+        let batch = vec![order(1, 1), order(2, 2), order(3, 2), order(4, 2)];
         let prev = Some(EntryId {
             number: 0,
             epoch: 1,

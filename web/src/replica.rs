@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tradenet_actors::catalog::{TradeOutcome, TradeRequest};
 use tradenet_actors::catalog_actor::TradesPage;
 use tradenet_actors::order_store::{
@@ -44,8 +44,6 @@ pub struct ReplicaState {
     pub last: Option<EntryId>,
     /// Accepted term.
     pub term: Term,
-    /// Every catalog trade up to here is recorded.
-    pub watermark: u64,
 }
 
 /// A batch from the leader.
@@ -96,7 +94,7 @@ struct StreamState {
 
 struct Inner {
     phase: Phase,
-    streams: HashMap<u64, watch::Receiver<StreamState>>,
+    streams: HashMap<u64, (watch::Receiver<StreamState>, Arc<Notify>)>,
     catching_up: bool,
 }
 
@@ -115,6 +113,11 @@ pub struct Replica {
 }
 
 type Shared = Arc<Replica>;
+
+/// How long an order may wait behind a missing earlier one before the leader fetches it.
+const GAP_WAIT: Duration = Duration::from_millis(250);
+/// Fetches before an order waiting behind a gap gives up.
+const MAX_GAP_FILLS: u32 = 8;
 
 impl Replica {
     fn phase(&self) -> Phase {
@@ -151,7 +154,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/internal/v1/orders").route(web::post().to(place)))
         .service(resource("/internal/v1/orders/{number}").route(web::get().to(get_order)))
         .service(resource("/internal/v1/replicate").route(web::post().to(replicate)))
-        .service(resource("/internal/v1/log").route(web::get().to(log_since)));
+        .service(resource("/internal/v1/log").route(web::get().to(log_since)))
+        .service(resource("/internal/v1/join").route(web::post().to(join)));
 }
 
 async fn current_state(r: &Replica) -> ApiResult<ReplicaState> {
@@ -163,7 +167,6 @@ async fn current_state(r: &Replica) -> ApiResult<ReplicaState> {
         ready: phase != Phase::Recovering,
         last: s.last,
         term: s.term,
-        watermark: s.watermark,
     })
 }
 
@@ -281,7 +284,7 @@ async fn record_and_replicate(r: &Replica, epoch: Epoch, mut rec: Record) -> Api
         .expect("replica lock")
         .streams
         .values()
-        .cloned()
+        .map(|(rx, _)| rx.clone())
         .collect();
     r.appended.send_modify(|v| *v = (*v).max(n + 1));
     let waits = streams.into_iter().map(|mut rx| async move {
@@ -293,9 +296,32 @@ async fn record_and_replicate(r: &Replica, epoch: Epoch, mut rec: Record) -> Api
             .await;
     });
     let replicated = tokio::time::timeout(r.replicate_timeout * 2, join_all(waits));
-    let durable = recorded.durable;
-    let (d, _) = futures::join!(durable, replicated);
-    d.map_err(|_| ApiError::unavailable("order log writer stopped"))?;
+    let mut durable = recorded.durable;
+    // An order whose catalog trade overtook an earlier one waits for that one; if the earlier
+    // one never comes (its request died between the catalog and here), fetch it.
+    let mut fills = 0;
+    let d = loop {
+        match tokio::time::timeout(GAP_WAIT, &mut durable).await {
+            Ok(d) => break d,
+            Err(_) if fills < MAX_GAP_FILLS && r.leading(epoch) => {
+                fills += 1;
+                fill_gaps(r, epoch).await?;
+            }
+            Err(_) => {
+                return Err(ApiError::unavailable(format!(
+                    "order {n} is still waiting for an earlier order"
+                )))
+            }
+        }
+    };
+    d.map_err(|_| {
+        ApiError::new(
+            503,
+            "not_leader",
+            format!("order {n} was dropped: leadership moved on"),
+        )
+    })?;
+    replicated.await.ok();
     if !r.leading(epoch) {
         return Err(ApiError::new(
             503,
@@ -346,6 +372,43 @@ async fn replicate(
         }
     }
     Ok(ok(applied))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    id: u64,
+}
+
+/// A returning follower asks the leader to bring it in step before it reports ready, so that
+/// once the supervisor counts it live, the leader already waits for it (rule 1).
+async fn join(r: web::Data<Shared>, body: web::Json<JoinBody>) -> ApiResult<HttpResponse> {
+    let id = body.id;
+    let (Phase::Leader(_) | Phase::TakingOver(_)) = r.phase() else {
+        return Err(ApiError::new(
+            503,
+            "not_leader",
+            format!("replica {} does not lead", r.id),
+        ));
+    };
+    let stream = r
+        .inner
+        .lock()
+        .expect("replica lock")
+        .streams
+        .get(&id)
+        .cloned();
+    let Some((mut rx, wake)) = stream else {
+        return Err(ApiError::bad_request(format!(
+            "replica {id} is not a follower of replica {}",
+            r.id
+        )));
+    };
+    wake.notify_one();
+    let in_step = tokio::time::timeout(r.replicate_timeout * 4, rx.wait_for(|s| s.up))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    Ok(ok(serde_json::json!({ "in_step": in_step })))
 }
 
 async fn log_since(r: web::Data<Shared>, q: web::Query<LogQuery>) -> ApiResult<HttpResponse> {
@@ -496,16 +559,40 @@ async fn freshest_peer(
     client: &awc::Client,
 ) -> ApiResult<Option<(ReplicaConfig, Option<EntryId>)>> {
     let ours = r.store.send(GetState).await.map_err(mailbox)?.last;
+    Ok(peer_states(r, client)
+        .await
+        .into_iter()
+        .map(|(p, s)| (p, s.last))
+        .filter(|(_, last)| EntryId::freshness(*last) > EntryId::freshness(ours))
+        .max_by_key(|(_, last)| EntryId::freshness(*last)))
+}
+
+/// The state of every peer that answers.
+async fn peer_states(r: &Replica, client: &awc::Client) -> Vec<(ReplicaConfig, ReplicaState)> {
     let states = join_all(r.peers.iter().map(|p| {
         let url = format!("{}/internal/v1/state", crate::config::url(&p.addr));
         async move { (p.clone(), http::get::<ReplicaState>(client, &url).await) }
     }))
     .await;
-    Ok(states
+    states
         .into_iter()
-        .filter_map(|(p, s)| s.ok().map(|s| (p, s.last)))
-        .filter(|(_, last)| EntryId::freshness(*last) > EntryId::freshness(ours))
-        .max_by_key(|(_, last)| EntryId::freshness(*last)))
+        .filter_map(|(p, s)| s.ok().map(|s| (p, s)))
+        .collect()
+}
+
+/// Asks the current leader (a peer that says it leads, in the newest epoch) to bring us in
+/// step; returns whether it did.
+async fn join_leader(r: &Replica, client: &awc::Client) -> Option<(u64, bool)> {
+    let leader = peer_states(r, client)
+        .await
+        .into_iter()
+        .filter(|(_, s)| s.role == "leader" || s.role == "taking_over")
+        .max_by_key(|(_, s)| s.term.epoch)?
+        .0;
+    let url = format!("{}/internal/v1/join", crate::config::url(&leader.addr));
+    let res: ApiResult<serde_json::Value> =
+        http::post(client, &url, &serde_json::json!({ "id": r.id })).await;
+    Some((leader.id, res.is_ok_and(|v| v["in_step"] == true)))
 }
 
 /// Start-up: pull what we missed from the freshest reachable peer, then report ready.
@@ -526,6 +613,16 @@ async fn recover(r: Shared) {
         },
         Ok(None) => log::info!("replica {} recovered: no reachable peer holds more", r.id),
         Err(e) => log::warn!("replica {} recovery check failed: {e}", r.id),
+    }
+    match join_leader(&r, &client).await {
+        Some((leader, true)) => log::info!("replica {} joined leader {leader}: in step", r.id),
+        Some((leader, false)) => {
+            log::warn!(
+                "replica {} asked leader {leader} to bring it in step; not yet",
+                r.id
+            )
+        }
+        None => {}
     }
     let s = r.store.send(GetState).await;
     if let Ok(s) = s {
@@ -574,8 +671,21 @@ async fn take_over_once(r: &Shared, client: &awc::Client, epoch: Epoch) -> ApiRe
         pulled = catch_up(r, client, &peer).await?.0;
     }
     start_streams(r, epoch);
+    let recorded = fill_gaps_with(r, client, epoch).await?;
+    Ok((pulled, recorded))
+}
+
+/// Records every catalog trade after our last order that no order records yet, under the
+/// number the catalog's sequence gives it (a leader that died between the catalog and its
+/// log, or a request that did). Also raises the catalog's fencing epoch. Returns how many.
+async fn fill_gaps(r: &Replica, epoch: Epoch) -> ApiResult<u64> {
+    let client = http::client(r.timeout);
+    fill_gaps_with(r, &client, epoch).await
+}
+
+async fn fill_gaps_with(r: &Replica, client: &awc::Client, epoch: Epoch) -> ApiResult<u64> {
     let mut recorded = 0;
-    let mut after = r.store.send(GetState).await.map_err(mailbox)?.watermark;
+    let mut after = r.store.send(GetState).await.map_err(mailbox)?.next;
     loop {
         let page: TradesPage = http::post(
             client,
@@ -585,28 +695,14 @@ async fn take_over_once(r: &Shared, client: &awc::Client, epoch: Epoch) -> ApiRe
         .await?;
         if !page.complete {
             log::warn!(
-                "catalog trade window no longer holds trades after {after}; trades before it cannot be reconciled"
+                "catalog trade window no longer holds trade {}; orders cannot be completed from it",
+                after + 1
             );
         }
         let count = page.trades.len();
+        let mut waits = Vec::new();
         for t in page.trades {
             after = t.seq;
-            if r.store
-                .send(FindRequest(t.rid))
-                .await
-                .map_err(mailbox)?
-                .is_some()
-            {
-                continue;
-            }
-            log::info!(
-                "replica {} records catalog trade {} ({} {} {}) that no order recorded",
-                r.id,
-                t.seq,
-                t.kind,
-                t.quantity,
-                t.name
-            );
             let rec = Record {
                 epoch,
                 rid: t.rid,
@@ -615,13 +711,34 @@ async fn take_over_once(r: &Shared, client: &awc::Client, epoch: Epoch) -> ApiRe
                 quantity: t.quantity,
                 cseq: t.seq,
             };
-            record_and_replicate(r, epoch, rec).await?;
-            recorded += 1;
+            let done = r.store.send(rec).await.map_err(mailbox)??;
+            if done.fresh {
+                log::info!(
+                    "replica {} records catalog trade {} as order {} ({} {} {}), which no replica had recorded",
+                    r.id,
+                    t.seq,
+                    done.order.number,
+                    done.order.kind,
+                    done.order.quantity,
+                    done.order.name
+                );
+                recorded += 1;
+            }
+            waits.push(done.durable);
+        }
+        r.appended.send_modify(|v| *v = (*v).max(after));
+        for w in waits {
+            let _ = w.await;
         }
         if count < r.batch_limit {
-            return Ok((pulled, recorded));
+            return Ok(recorded);
         }
     }
+}
+
+/// Sleeps `d`, or less if someone wakes the stream (a follower joining).
+async fn pause(d: Duration, wake: &Notify) {
+    let _ = tokio::time::timeout(d, wake.notified()).await;
 }
 
 fn start_streams(r: &Shared, epoch: Epoch) {
@@ -629,15 +746,22 @@ fn start_streams(r: &Shared, epoch: Epoch) {
     inner.streams.clear();
     for peer in &r.peers {
         let (tx, rx) = watch::channel(StreamState::default());
-        inner.streams.insert(peer.id, rx);
-        actix_rt::spawn(stream(r.clone(), peer.clone(), epoch, tx));
+        let wake = Arc::new(Notify::new());
+        inner.streams.insert(peer.id, (rx, wake.clone()));
+        actix_rt::spawn(stream(r.clone(), peer.clone(), epoch, tx, wake));
     }
 }
 
 /// Pushes this leader's log to one follower, one batch in flight at a time (so batches arrive
 /// in order), carrying everything appended meanwhile. A follower that fails or is slower than
 /// `replicate_timeout` is marked down (orders stop waiting for it) and probed again later.
-async fn stream(r: Shared, peer: ReplicaConfig, epoch: Epoch, tx: watch::Sender<StreamState>) {
+async fn stream(
+    r: Shared,
+    peer: ReplicaConfig,
+    epoch: Epoch,
+    tx: watch::Sender<StreamState>,
+    wake: Arc<Notify>,
+) {
     let client = http::client(r.replicate_timeout);
     let url = crate::config::url(&peer.addr);
     let mut appended = r.appended.subscribe();
@@ -659,10 +783,12 @@ async fn stream(r: Shared, peer: ReplicaConfig, epoch: Epoch, tx: watch::Sender<
     while r.leading(epoch) {
         let Some(mp) = matched else {
             match http::get::<ReplicaState>(&client, &format!("{url}/internal/v1/state")).await {
-                Ok(s) if s.ready => matched = Some(s.last),
+                // A follower still recovering is a fine target: it joins us before it reports
+                // ready, so that it is in step by then.
+                Ok(s) => matched = Some(s.last),
                 _ => {
                     down(&tx);
-                    tokio::time::sleep(r.retry).await;
+                    pause(r.retry, &wake).await;
                 }
             }
             continue;
@@ -690,7 +816,7 @@ async fn stream(r: Shared, peer: ReplicaConfig, epoch: Epoch, tx: watch::Sender<
                     .await;
             down(&tx);
             matched = None;
-            tokio::time::sleep(r.retry).await;
+            pause(r.retry, &wake).await;
             continue;
         };
         if orders.is_empty() {
@@ -729,7 +855,7 @@ async fn stream(r: Shared, peer: ReplicaConfig, epoch: Epoch, tx: watch::Sender<
             Ok(_) => {
                 down(&tx);
                 matched = None;
-                tokio::time::sleep(r.retry).await;
+                pause(r.retry, &wake).await;
             }
             Err(e) if e.kind == "fenced" => {
                 r.step_down(
@@ -746,7 +872,7 @@ async fn stream(r: Shared, peer: ReplicaConfig, epoch: Epoch, tx: watch::Sender<
                 );
                 down(&tx);
                 matched = None;
-                tokio::time::sleep(r.retry).await;
+                pause(r.retry, &wake).await;
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,13 +49,21 @@ pub struct Cluster {
     extra_frontends: usize,
 }
 
-/// A port that was free a moment ago.
+/// A port no other test of this run was given, below the kernel's ephemeral range
+/// (32768-60999), so the outgoing connections of a busy test cannot take it between this
+/// check and the process binding it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Spread concurrent test runs (other checkouts, CI) apart by process id.
+    let base = 20_000 + (std::process::id() % 60) as u16 * 200;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (base - 20_000 + offset) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn addr() -> String {
@@ -388,13 +396,4 @@ pub fn error_code(body: &Value) -> u64 {
     e["code"]
         .as_u64()
         .unwrap_or_else(|| panic!("error object without code: {body}"))
-}
-
-/// Reads a JSON-lines file.
-pub fn read_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
