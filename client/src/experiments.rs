@@ -335,22 +335,11 @@ pub fn chaos(
         );
     }
     run::write_csv(&out.join("chaos.csv"), &report_.samples)?;
-    let points: Vec<(f64, f64, bool)> = report_
-        .samples
-        .iter()
-        .map(|s| {
-            (
-                s.start_us as f64 / 1e6,
-                s.latency_us as f64 / 1000.0,
-                s.is_error(),
-            )
-        })
-        .collect();
     let svg = out.join("chaos-timeline.svg");
     plot::timeline(
         &svg,
-        "Latency of every request during chaos (red: client-visible errors)",
-        &points,
+        "Latency during chaos, per 100 ms (red crosses: client-visible errors)",
+        &windows(&report_.samples, 100_000),
         &marks,
     )?;
     // At rest, the replicas' order files must converge.
@@ -378,6 +367,24 @@ pub fn chaos(
         svg.display()
     );
     Ok(digests.0 && report_.mismatches.is_empty())
+}
+
+/// Groups samples into windows of `width_us` by start time.
+pub fn windows(samples: &[stats::Sample], width_us: u64) -> Vec<plot::Window> {
+    let mut by: std::collections::BTreeMap<u64, (hdrhistogram::Histogram<u64>, u64)> = Default::default();
+    for s in samples {
+        let e = by.entry(s.start_us / width_us).or_insert_with(|| (histogram(), 0));
+        e.0.saturating_record(s.latency_us.max(1));
+        e.1 += s.is_error() as u64;
+    }
+    by.into_iter()
+        .map(|(k, (h, errors))| plot::Window {
+            t: (k * width_us) as f64 / 1e6,
+            p50: h.value_at_quantile(0.5) as f64 / 1000.0,
+            max: h.max() as f64 / 1000.0,
+            errors,
+        })
+        .collect()
 }
 
 /// What `bench` measures.

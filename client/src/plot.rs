@@ -75,19 +75,24 @@ pub fn lines(
         .with_context(|| format!("write {}", path.display()))
 }
 
-/// A timeline: request latencies over time (errors in red) with labelled vertical marks.
-pub fn timeline(
-    path: &Path,
-    title: &str,
-    points: &[(f64, f64, bool)],
-    marks: &[(f64, String)],
-) -> anyhow::Result<()> {
-    let x_max = points
-        .iter()
-        .map(|p| p.0)
-        .chain(marks.iter().map(|m| m.0))
-        .fold(1.0f64, f64::max);
-    let y_max = points.iter().map(|p| p.1).fold(1.0f64, f64::max);
+/// One window of a timeline: start (s), median and maximum latency (ms), errors in it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    /// Window start, seconds since the run began.
+    pub t: f64,
+    /// Median latency in the window, ms.
+    pub p50: f64,
+    /// Slowest request in the window, ms.
+    pub max: f64,
+    /// Client-visible errors in the window.
+    pub errors: u64,
+}
+
+/// A timeline: median and maximum latency per window, errors as red crosses, and labelled
+/// vertical marks (kills and restarts). Windows keep the figure small for long runs.
+pub fn timeline(path: &Path, title: &str, windows: &[Window], marks: &[(f64, String)]) -> anyhow::Result<()> {
+    let x_max = windows.iter().map(|w| w.t).chain(marks.iter().map(|m| m.0)).fold(1.0f64, f64::max);
+    let y_max = windows.iter().map(|w| w.max).fold(1.0f64, f64::max);
     let root = SVGBackend::new(path, (960, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -103,45 +108,46 @@ pub fn timeline(
         .y_desc("latency ms (log)")
         .draw()
         .map_err(err)?;
+    for (i, (label, pick)) in [("max per window", 1), ("median per window", 0)].iter().enumerate() {
+        let color = COLORS[i];
+        let points = windows.iter().map(|w| (w.t, if *pick == 1 { w.max } else { w.p50 }.max(0.011)));
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(1)))
+            .map_err(err)?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
     chart
         .draw_series(
-            points
+            windows
                 .iter()
-                .filter(|p| !p.2)
-                .map(|&(x, y, _)| Circle::new((x, y.max(0.011)), 1, COLORS[0].mix(0.5).filled())),
-        )
-        .map_err(err)?;
-    chart
-        .draw_series(
-            points
-                .iter()
-                .filter(|p| p.2)
-                .map(|&(x, y, _)| Cross::new((x, y.max(0.011)), 4, RED.stroke_width(2))),
+                .filter(|w| w.errors > 0)
+                .map(|w| Cross::new((w.t, w.max.max(0.011)), 5, RED.stroke_width(2))),
         )
         .map_err(err)?;
     for (x, label) in marks {
-        let color = if label.starts_with("kill") {
-            RED
-        } else {
-            COLORS[2]
-        };
+        let color = if label.starts_with("kill") { RED } else { COLORS[2] };
         chart
-            .draw_series(LineSeries::new(
-                vec![(*x, 0.011), (*x, y_max * 1.9)],
-                color.stroke_width(1),
-            ))
+            .draw_series(LineSeries::new(vec![(*x, 0.011), (*x, y_max * 1.9)], color.stroke_width(1)))
             .map_err(err)?;
+        // Kills labelled high, restarts lower, so close marks do not overwrite each other.
+        let y = if label.starts_with("kill") { y_max * 1.5 } else { y_max * 0.5 };
         chart
             .draw_series(std::iter::once(Text::new(
                 label.clone(),
-                (*x, y_max * 1.5),
+                (*x, y),
                 ("sans-serif", 11).into_font().color(&color),
             )))
             .map_err(err)?;
     }
-    root.present()
-        .map_err(err)
-        .with_context(|| format!("write {}", path.display()))
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err).with_context(|| format!("write {}", path.display()))
 }
 
 /// The LRU figure: one row per step, the cache's entries from most to least recently used.

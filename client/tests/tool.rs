@@ -139,13 +139,11 @@ fn csv_and_svg_files_exist_and_parse() {
     assert!(text.contains("cache on"), "legend present");
 
     let timeline = dir.path().join("timeline.svg");
-    plot::timeline(
-        &timeline,
-        "t",
-        &[(0.1, 1.0, false), (0.2, 5.0, true)],
-        &[(0.15, "kill order-3".into())],
-    )
-    .unwrap();
+    let windows = tradenet_client::experiments::windows(&r.samples, 1000);
+    assert!(!windows.is_empty());
+    let total: u64 = windows.iter().map(|w| w.errors).sum();
+    assert_eq!(total, 0);
+    plot::timeline(&timeline, "t", &windows, &[(0.001, "kill order-3".into())]).unwrap();
     roxmltree::Document::parse(&std::fs::read_to_string(&timeline).unwrap()).unwrap();
 
     let lru = dir.path().join("lru.svg");
