@@ -371,9 +371,12 @@ pub fn chaos(
 
 /// Groups samples into windows of `width_us` by start time.
 pub fn windows(samples: &[stats::Sample], width_us: u64) -> Vec<plot::Window> {
-    let mut by: std::collections::BTreeMap<u64, (hdrhistogram::Histogram<u64>, u64)> = Default::default();
+    let mut by: std::collections::BTreeMap<u64, (hdrhistogram::Histogram<u64>, u64)> =
+        Default::default();
     for s in samples {
-        let e = by.entry(s.start_us / width_us).or_insert_with(|| (histogram(), 0));
+        let e = by
+            .entry(s.start_us / width_us)
+            .or_insert_with(|| (histogram(), 0));
         e.0.saturating_record(s.latency_us.max(1));
         e.1 += s.is_error() as u64;
     }

@@ -167,6 +167,15 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Benchmark helper: writes a valid order log of N orders (epoch 1), as a replica would.
+    GenLog {
+        /// Number of orders.
+        #[arg(long)]
+        orders: u64,
+        /// The file to write (an `orders.jsonl`).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A plain actix-web server answering a fixed stock JSON: the machine's limit.
     Plain {
         /// Listen address.
@@ -296,6 +305,25 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
             let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
             println!("figure failover_max {max:.1} ms");
             println!("figure failover_mean {mean:.1} ms");
+            Ok(true)
+        }
+        Cmd::GenLog { orders, out } => {
+            use std::io::Write;
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            for n in 0..orders {
+                let (name, kind) = (
+                    DEFAULT_STOCKS[(n % 16) as usize],
+                    if n % 2 == 0 { "sell" } else { "buy" },
+                );
+                writeln!(
+                    w,
+                    "{{\"number\":{n},\"epoch\":1,\"rid\":\"{:032x}\",\"name\":\"{name}\",\"type\":\"{kind}\",\"quantity\":1,\"cseq\":{}}}",
+                    0x6e6e_0000_0000_0000_0000u128 + n as u128,
+                    n + 1
+                )?;
+            }
+            w.flush()?;
+            println!("wrote {orders} orders to {}", out.display());
             Ok(true)
         }
         Cmd::Plain { addr, workers } => {

@@ -90,8 +90,17 @@ pub struct Window {
 
 /// A timeline: median and maximum latency per window, errors as red crosses, and labelled
 /// vertical marks (kills and restarts). Windows keep the figure small for long runs.
-pub fn timeline(path: &Path, title: &str, windows: &[Window], marks: &[(f64, String)]) -> anyhow::Result<()> {
-    let x_max = windows.iter().map(|w| w.t).chain(marks.iter().map(|m| m.0)).fold(1.0f64, f64::max);
+pub fn timeline(
+    path: &Path,
+    title: &str,
+    windows: &[Window],
+    marks: &[(f64, String)],
+) -> anyhow::Result<()> {
+    let x_max = windows
+        .iter()
+        .map(|w| w.t)
+        .chain(marks.iter().map(|m| m.0))
+        .fold(1.0f64, f64::max);
     let y_max = windows.iter().map(|w| w.max).fold(1.0f64, f64::max);
     let root = SVGBackend::new(path, (960, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -108,14 +117,21 @@ pub fn timeline(path: &Path, title: &str, windows: &[Window], marks: &[(f64, Str
         .y_desc("latency ms (log)")
         .draw()
         .map_err(err)?;
-    for (i, (label, pick)) in [("max per window", 1), ("median per window", 0)].iter().enumerate() {
+    for (i, (label, pick)) in [("max per window", 1), ("median per window", 0)]
+        .iter()
+        .enumerate()
+    {
         let color = COLORS[i];
-        let points = windows.iter().map(|w| (w.t, if *pick == 1 { w.max } else { w.p50 }.max(0.011)));
+        let points = windows
+            .iter()
+            .map(|w| (w.t, if *pick == 1 { w.max } else { w.p50 }.max(0.011)));
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(1)))
             .map_err(err)?
             .label(*label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .draw_series(
@@ -126,12 +142,23 @@ pub fn timeline(path: &Path, title: &str, windows: &[Window], marks: &[(f64, Str
         )
         .map_err(err)?;
     for (x, label) in marks {
-        let color = if label.starts_with("kill") { RED } else { COLORS[2] };
+        let color = if label.starts_with("kill") {
+            RED
+        } else {
+            COLORS[2]
+        };
         chart
-            .draw_series(LineSeries::new(vec![(*x, 0.011), (*x, y_max * 1.9)], color.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                vec![(*x, 0.011), (*x, y_max * 1.9)],
+                color.stroke_width(1),
+            ))
             .map_err(err)?;
         // Kills labelled high, restarts lower, so close marks do not overwrite each other.
-        let y = if label.starts_with("kill") { y_max * 1.5 } else { y_max * 0.5 };
+        let y = if label.starts_with("kill") {
+            y_max * 1.5
+        } else {
+            y_max * 0.5
+        };
         chart
             .draw_series(std::iter::once(Text::new(
                 label.clone(),
@@ -147,7 +174,9 @@ pub fn timeline(path: &Path, title: &str, windows: &[Window], marks: &[(f64, Str
         .background_style(WHITE.mix(0.85))
         .draw()
         .map_err(err)?;
-    root.present().map_err(err).with_context(|| format!("write {}", path.display()))
+    root.present()
+        .map_err(err)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 /// The LRU figure: one row per step, the cache's entries from most to least recently used.

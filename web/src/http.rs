@@ -26,6 +26,11 @@ pub fn ok<T: Serialize>(value: T) -> HttpResponse {
     HttpResponse::Ok().json(Data { data: value })
 }
 
+/// A service that is not healthy until it has recovered registers one of these as app data:
+/// `/health` answers 503 until it is set.
+#[derive(Clone, Default)]
+pub struct Readiness(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
 /// Request metrics of one service, registered in its own registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -145,9 +150,16 @@ pub fn app(
                 Ok(res)
             }
         })
-        .service(resource("/health").route(web::get().to(move || async move {
-            ok(serde_json::json!({ "status": "ok", "service": service }))
-        })))
+        .service(resource("/health").route(web::get().to(
+            move |ready: Option<web::Data<Readiness>>| async move {
+                match ready {
+                    Some(r) if !r.0.load(std::sync::atomic::Ordering::Acquire) => {
+                        ApiError::unavailable(format!("{service} is recovering")).into_response()
+                    }
+                    _ => ok(serde_json::json!({ "status": "ok", "service": service })),
+                }
+            },
+        )))
         .service(
             resource("/metrics")
                 .route(web::get().to(|m: web::Data<Metrics>| async move { m.render() })),

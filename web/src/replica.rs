@@ -110,6 +110,7 @@ pub struct Replica {
     batch_limit: usize,
     inner: Mutex<Inner>,
     appended: watch::Sender<u64>,
+    ready: http::Readiness,
 }
 
 type Shared = Arc<Replica>;
@@ -634,6 +635,7 @@ async fn recover(r: Shared) {
         );
     }
     r.set_phase(Phase::Follower);
+    r.ready.0.store(true, std::sync::atomic::Ordering::Release);
 }
 
 /// A new leader's takeover: pull from the freshest live peer, start replication streams,
@@ -906,6 +908,7 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
             catching_up: false,
         }),
         appended,
+        ready: http::Readiness::default(),
     });
     let metrics = Metrics::new(&format!("order-{id}"));
     log::info!("order replica {id} listening on {}", listener.local_addr()?);
@@ -914,7 +917,8 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
     let server = HttpServer::new(move || {
         let r = r.clone();
         http::app("order", metrics.clone(), move |cfg| {
-            cfg.app_data(web::Data::new(r))
+            cfg.app_data(web::Data::new(r.ready.clone()))
+                .app_data(web::Data::new(r))
                 .app_data(web::Data::new(http::client(timeout)));
             configure(cfg);
         })
