@@ -44,6 +44,10 @@ pub struct ReplicaState {
     pub last: Option<EntryId>,
     /// Accepted term.
     pub term: Term,
+    /// Leader only: followers it does not wait for (failed, too slow, or catching up). The
+    /// supervisor counts them as not live until they are in step again.
+    #[serde(default)]
+    pub lagging: Vec<u64>,
 }
 
 /// A batch from the leader.
@@ -161,13 +165,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn current_state(r: &Replica) -> ApiResult<ReplicaState> {
     let s = r.store.send(GetState).await.map_err(mailbox)?;
-    let phase = r.phase();
+    let (phase, mut lagging) = {
+        let inner = r.inner.lock().expect("replica lock");
+        let lagging: Vec<u64> = match inner.phase {
+            Phase::Leader(_) => inner
+                .streams
+                .iter()
+                .filter(|(_, (rx, _))| !rx.borrow().up)
+                .map(|(id, _)| *id)
+                .collect(),
+            _ => Vec::new(),
+        };
+        (inner.phase, lagging)
+    };
+    lagging.sort_unstable();
     Ok(ReplicaState {
         id: r.id,
         role: phase.name().into(),
         ready: phase != Phase::Recovering,
         last: s.last,
         term: s.term,
+        lagging,
     })
 }
 

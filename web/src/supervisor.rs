@@ -20,7 +20,8 @@ pub struct ReplicaView {
     pub id: u64,
     /// Its address.
     pub addr: String,
-    /// leader, follower, taking_over, recovering, or down.
+    /// leader, follower, taking_over, recovering, lagging (the leader does not wait for it),
+    /// or down.
     pub role: String,
     /// Answered the last heartbeat and is ready.
     pub live: bool,
@@ -140,9 +141,23 @@ impl Supervisor {
     /// told the current term.
     fn observe(&mut self, states: &[Option<ReplicaState>]) -> Vec<(String, Term)> {
         let mut live = Vec::new();
+        // Followers the current leader does not wait for are not live until in step again:
+        // a live replica is one that holds every acknowledged order.
+        let lagging: Vec<u64> = states
+            .iter()
+            .flatten()
+            .filter(|s| s.role == "leader" && Some(s.id) == self.election.leader())
+            .flat_map(|s| s.lagging.iter().copied())
+            .collect();
         for (view, state) in self.views.iter_mut().zip(states) {
             let was_live = view.live;
             match state {
+                Some(s) if s.ready && lagging.contains(&s.id) => {
+                    view.live = false;
+                    view.role = "lagging".into();
+                    view.last_order = s.last.map(|e| e.number);
+                    view.epoch = Some(s.term.epoch);
+                }
                 Some(s) => {
                     view.live = s.ready;
                     view.role = s.role.clone();
@@ -166,7 +181,7 @@ impl Supervisor {
                     "replica {} at {} is {}",
                     view.id,
                     view.addr,
-                    if view.live { "up" } else { "down" }
+                    if view.live { "up" } else { view.role.as_str() }
                 );
             }
         }

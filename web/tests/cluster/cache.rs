@@ -72,7 +72,7 @@ fn least_recently_used_entry_is_replaced_first() {
     assert_eq!(s["cache"]["evictions"], 1);
     assert_eq!(s["cache"]["hits"], 1);
     assert_eq!(s["cache"]["misses"], 4);
-    // Keep going past the 16 stocks: the cache never holds more than its capacity.
+    // More lookups: the cache never holds more than its capacity.
     for name in ["Reneium", "PiloteCo", "FishCo", "CaesarTech"] {
         stock(&c.frontend, name);
     }

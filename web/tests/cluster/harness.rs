@@ -269,7 +269,20 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let names: Vec<String> = self.procs.keys().cloned().collect();
+        // Every process that ever ran, killed ones included (their logs matter most).
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".log")
+                            .map(String::from)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
         for (_, child) in self.procs.iter_mut() {
             let _ = child.kill();
             let _ = child.wait();

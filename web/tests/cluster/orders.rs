@@ -642,6 +642,16 @@ fn all_replicas_down_gives_503_quickly_then_trading_resumes() {
     for id in &ids {
         c.kill(&proc_name(*id));
     }
+    // At once, before the supervisor's next heartbeat: the failed call to the leader makes it
+    // re-check, finds nobody, and answers 503 instead of waiting out the failover timeout.
+    let started = Instant::now();
+    let (status, body) = order(&c.frontend, "CaesarTech", "buy", 1);
+    let took = started.elapsed();
+    assert_eq!((status, error_code(&body)), (503, 503), "{body}");
+    assert!(
+        took < Duration::from_secs(3),
+        "503 right after the kills took {took:?}"
+    );
     wait_for("the front end to see no live replica", STEP, || {
         let s = c.status();
         let views = s["replicas"].as_array()?.clone();
