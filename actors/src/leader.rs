@@ -30,6 +30,8 @@ pub struct Decision {
     pub epoch: Epoch,
     /// True when the leader changed in this round (an election happened).
     pub elected: bool,
+    /// True when this round opened a new epoch (false: an existing term was adopted).
+    pub new_epoch: bool,
     /// Live replicas that must be told the current term.
     pub announce_to: Vec<u64>,
 }
@@ -57,6 +59,7 @@ impl Election {
         let candidate = live.iter().map(|s| s.id).max();
         let newest = live.iter().map(|s| s.term).max_by_key(|t| t.epoch);
         let mut elected = false;
+        let epoch_before = self.epoch;
         match (candidate, newest) {
             (None, _) => self.leader = None,
             (Some(c), Some(t))
@@ -90,6 +93,7 @@ impl Election {
             leader: self.leader,
             epoch: self.epoch,
             elected,
+            new_epoch: self.epoch > epoch_before && newest.is_none_or(|t| t.epoch < self.epoch),
             announce_to: if self.leader.is_some() {
                 live.iter()
                     .filter(|s| s.term != term)
@@ -118,7 +122,10 @@ mod tests {
     fn highest_live_id_leads_and_each_change_bumps_the_epoch() {
         let mut e = Election::default();
         let d = e.decide(&[seen(1, 0, None), seen(2, 0, None), seen(3, 0, None)]);
-        assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 1, true));
+        assert_eq!(
+            (d.leader, d.epoch, d.elected, d.new_epoch),
+            (Some(3), 1, true, true)
+        );
         assert_eq!(d.announce_to, vec![1, 2, 3]);
         // Everyone knows the term: nothing to do.
         let d = e.decide(&[
@@ -163,7 +170,7 @@ mod tests {
     fn a_second_front_end_adopts_the_term_another_one_announced() {
         let mut e = Election::default();
         let d = e.decide(&[seen(1, 5, Some(3)), seen(3, 5, Some(3))]);
-        assert_eq!((d.leader, d.epoch), (Some(3), 5));
+        assert_eq!((d.leader, d.epoch, d.new_epoch), (Some(3), 5, false));
         assert!(d.announce_to.is_empty());
     }
 

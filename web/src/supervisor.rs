@@ -189,6 +189,11 @@ impl Supervisor {
         let decision = self.election.decide(&live);
         if decision.elected || before != decision.leader {
             match decision.leader {
+                Some(l) if !decision.new_epoch => log::info!(
+                    "replica {l} leads epoch {} (an existing term, adopted); live replicas {:?}",
+                    decision.epoch,
+                    live.iter().map(|s| s.id).collect::<Vec<_>>()
+                ),
                 Some(l) => log::info!(
                     "election: replica {l} leads in epoch {} (was {}); live replicas {:?}",
                     decision.epoch,
