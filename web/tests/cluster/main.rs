@@ -3,6 +3,7 @@
 
 mod cache;
 mod catalog;
+mod frontends;
 mod harness;
 mod input;
 mod orders;

@@ -1,0 +1,83 @@
+//! Several front ends, each with its own supervisor and cache, over one set of replicas: they
+//! pick the same leader and epoch, their orders share one numbering, and a leader kill moves
+//! both to the same new leader without a client-visible error.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn leader_and_epoch(addr: &str) -> Option<(u64, u64)> {
+    let s = get(addr, "/status").1;
+    let leader = s["leader"].as_u64()?;
+    let serving = s["replicas"]
+        .as_array()?
+        .iter()
+        .any(|r| r["id"] == leader && r["role"] == "leader");
+    serving.then(|| (leader, s["epoch"].as_u64().unwrap_or(0)))
+}
+
+fn both_agree(a: &str, b: &str) -> Option<(u64, u64)> {
+    let x = leader_and_epoch(a)?;
+    (Some(x) == leader_and_epoch(b)).then_some(x)
+}
+
+fn number(body: &Value) -> u64 {
+    body["data"]["transaction_number"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no number: {body}"))
+}
+
+#[test]
+fn two_front_ends_agree_on_the_leader_and_share_one_numbering() {
+    let mut c = Cluster::up(Opts::default());
+    let first = c.frontend.clone();
+    let second = c.start_extra_frontend();
+    let (leader, epoch) = wait_for("both front ends to agree", Duration::from_secs(10), || {
+        both_agree(&first, &second)
+    });
+    assert_eq!(leader, 3);
+
+    let mut numbers = BTreeSet::new();
+    for i in 0..10 {
+        let fe = if i % 2 == 0 { &first } else { &second };
+        let (status, body) = order(fe, "GameStart", if i % 3 == 0 { "buy" } else { "sell" }, 1);
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            numbers.insert(number(&body)),
+            "a number given twice: {body}"
+        );
+    }
+
+    c.kill("order-3");
+    // Both keep trading through the failover.
+    for i in 0..10 {
+        let fe = if i % 2 == 0 { &first } else { &second };
+        let (status, body) = order(fe, "FishCo", "sell", 1);
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            numbers.insert(number(&body)),
+            "a number given twice: {body}"
+        );
+    }
+    let (new_leader, new_epoch) = wait_for(
+        "both front ends to agree again",
+        Duration::from_secs(10),
+        || both_agree(&first, &second),
+    );
+    assert_eq!(new_leader, 2);
+    assert!(new_epoch > epoch);
+    assert_eq!(numbers, (0..20).collect(), "one numbering, no gaps");
+
+    c.start_replica(3);
+    let (back, last_epoch) = wait_for(
+        "the returning replica to lead for both",
+        Duration::from_secs(10),
+        || both_agree(&first, &second).filter(|(l, _)| *l == 3),
+    );
+    assert_eq!(back, 3);
+    assert!(last_epoch > new_epoch);
+    let (status, body) = order(&second, "BoarCo", "buy", 2);
+    assert_eq!((status, number(&body)), (200, 20));
+    c.wait_converged();
+}
