@@ -3,38 +3,10 @@
 # starting on a log of M orders, and resident memory afterwards. Release build; fsync on.
 #   bench/recovery.sh            # N = 100000, M = 1000000
 set -euo pipefail
-cd "$(dirname "$0")/.."
 GAP=${GAP:-100000}
 LOG=${LOG:-1000000}
-cargo build --release -q --workspace
-BIN=$PWD/target/release
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cat > "$work/r.toml" <<TOML
-data_dir = "$work/data"
-log = "warn"
-[catalog]
-addr = "127.0.0.1:28082"
-[frontend]
-addr = "127.0.0.1:28081"
-[launcher]
-control_addr = ""
-[[replicas]]
-id = 1
-addr = "127.0.0.1:28091"
-[[replicas]]
-id = 2
-addr = "127.0.0.1:28092"
-[[replicas]]
-id = 3
-addr = "127.0.0.1:28093"
-TOML
+source "$(dirname "$0")/common.sh"
+bench_setup 28000
 now_ms() { date +%s%3N; }
 wait_healthy() { # addr -> elapsed ms since $2
   until curl -sf "http://$1/health" > /dev/null; do sleep 0.005; done
@@ -44,11 +16,11 @@ rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # 1. Catch-up: replicas 2 and 3 hold GAP orders, replica 1 none.
 for id in 2 3; do mkdir -p "$work/data/order-$id"; "$BIN/tradenet-client" gen-log --orders "$GAP" --out "$work/data/order-$id/orders.jsonl" > /dev/null; done
-"$BIN/tradenet" --config "$work/r.toml" order --id 2 & pids+=($!)
-"$BIN/tradenet" --config "$work/r.toml" order --id 3 & pids+=($!)
+"$BIN/tradenet" --config "$work/bench.toml" order --id 2 & track $!
+"$BIN/tradenet" --config "$work/bench.toml" order --id 3 & track $!
 t=$(now_ms); wait_healthy 127.0.0.1:28092 "$t" > /dev/null; wait_healthy 127.0.0.1:28093 "$t" > /dev/null
 t=$(now_ms)
-"$BIN/tradenet" --config "$work/r.toml" order --id 1 & p1=$!; pids+=($p1)
+"$BIN/tradenet" --config "$work/bench.toml" order --id 1 & p1=$!; track $p1
 ms=$(wait_healthy 127.0.0.1:28091 "$t")
 cmp "$work/data/order-1/orders.jsonl" "$work/data/order-3/orders.jsonl" && echo "replica 1 is byte-identical to replica 3 after catch-up"
 echo "figure catchup_${GAP}_ms $ms ms"
@@ -61,7 +33,7 @@ rm -rf "$work/data"; mkdir -p "$work/data/order-1"
 "$BIN/tradenet-client" gen-log --orders "$LOG" --out "$work/data/order-1/orders.jsonl" > /dev/null
 echo "log of $LOG orders: $(du -h "$work/data/order-1/orders.jsonl" | cut -f1)"
 t=$(now_ms)
-"$BIN/tradenet" --config "$work/r.toml" order --id 1 & p1=$!; pids+=($p1)
+"$BIN/tradenet" --config "$work/bench.toml" order --id 1 & p1=$!; track $p1
 ms=$(wait_healthy 127.0.0.1:28091 "$t")
 echo "figure startup_${LOG}_ms $ms ms"
 sleep 1

@@ -6,44 +6,15 @@
 #   bench/run.sh            # about 2 minutes
 #   DURATION=10 bench/run.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5}
-cargo build --release -q --workspace
-BIN=$PWD/target/release
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-cat > "$work/bench.toml" <<TOML
-data_dir = "$work/data"
-log = "warn"
-[catalog]
-addr = "127.0.0.1:18082"
-[frontend]
-addr = "127.0.0.1:18081"
-[launcher]
-control_addr = "127.0.0.1:18079"
-[[replicas]]
-id = 1
-addr = "127.0.0.1:18091"
-[[replicas]]
-id = 2
-addr = "127.0.0.1:18092"
-[[replicas]]
-id = 3
-addr = "127.0.0.1:18093"
-TOML
+source "$(dirname "$0")/common.sh"
+bench_setup 18000 127.0.0.1:18079
 FE=http://127.0.0.1:18081
 PLAIN=http://127.0.0.1:18090
 CONTROL=http://127.0.0.1:18079
 
-"$BIN/tradenet-client" plain --addr 127.0.0.1:18090 --workers 2 & pids+=($!)
-"$BIN/tradenet" --config "$work/bench.toml" up > "$work/up.out" 2> "$work/up.err" & pids+=($!)
+"$BIN/tradenet-client" plain --addr 127.0.0.1:18090 --workers 2 & track $!
+"$BIN/tradenet" --config "$work/bench.toml" up > "$work/up.out" 2> "$work/up.err" & track $!
 for _ in $(seq 1 200); do grep -q "Trade-Net is up" "$work/up.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "Trade-Net is up" "$work/up.out" || { cat "$work/up.err"; echo "exchange did not start"; exit 1; }
 

@@ -24,8 +24,8 @@ pub enum Fill {
     Stale,
 }
 
-/// Counters and contents, for `/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Counters and contents, for `/status`. The default is a cache of capacity 0 (off).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheStatus {
     /// Maximum number of entries.
     pub capacity: usize,
@@ -66,13 +66,7 @@ impl StockCache {
             generation: 0,
             status: CacheStatus {
                 capacity: capacity.get(),
-                entries: Vec::new(),
-                hits: 0,
-                misses: 0,
-                evictions: 0,
-                invalidations: 0,
-                stale_fills: 0,
-                flushes: 0,
+                ..CacheStatus::default()
             },
         }
     }

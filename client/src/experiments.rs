@@ -130,6 +130,18 @@ async fn json_get(client: &awc::Client, url: &str) -> anyhow::Result<Value> {
     Ok(res.json::<Value>().limit(256 << 20).await?)
 }
 
+/// The cache's entries, most recently used first, from a front end's `/status`.
+fn cache_entries(status: &Value) -> Vec<String> {
+    status["cache"]["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `lru-trace`: a lookup sequence that forces evictions, printing after each step the cache's
 /// entries in LRU order from `/status`; writes `lru-trace.csv` and `lru-trace.svg`.
 pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Result<()> {
@@ -157,14 +169,7 @@ pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Resul
         seq.push(&stocks[(capacity + 1).min(stocks.len() - 1)]);
         seq.push(&stocks[1]);
         seq.push(&stocks[0]);
-        let mut prev: Vec<String> = status["cache"]["entries"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut prev = cache_entries(&status);
         let mut hits = status["cache"]["hits"].as_u64().unwrap_or(0);
         let mut steps = Vec::new();
         let mut table = String::new();
@@ -177,14 +182,7 @@ pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Resul
             let res = json_get(&client, &format!("{frontend}/stocks/{name}")).await?;
             anyhow::ensure!(res.get("data").is_some(), "lookup {name}: {res}");
             let s = json_get(&client, &format!("{frontend}/status")).await?;
-            let entries: Vec<String> = s["cache"]["entries"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let entries = cache_entries(&s);
             let now_hits = s["cache"]["hits"].as_u64().unwrap_or(0);
             let outcome = if now_hits > hits { "hit" } else { "miss" };
             hits = now_hits;

@@ -263,16 +263,7 @@ async fn status(state: web::Data<FrontendState>) -> ApiResult<HttpResponse> {
 async fn cache_status(state: &FrontendState) -> ApiResult<CacheStatus> {
     Ok(match &state.cache {
         Some(cache) => cache.send(cache::Status).await.map_err(mailbox)?,
-        None => CacheStatus {
-            capacity: 0,
-            entries: Vec::new(),
-            hits: 0,
-            misses: 0,
-            evictions: 0,
-            invalidations: 0,
-            stale_fills: 0,
-            flushes: 0,
-        },
+        None => CacheStatus::default(),
     })
 }
 
