@@ -14,6 +14,9 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
+/// Largest quantity one trade may move (order logs store quantities in 32 bits).
+pub const MAX_TRADE_QUANTITY: u64 = u32::MAX as u64;
+
 /// A trade as the catalog journals it. `seq` numbers the catalog's trades from 1 with no gaps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TradeRecord {
@@ -233,8 +236,11 @@ impl Catalog {
     /// Checks and applies a trade to the working table. The caller journals a new entry and
     /// answers once its sequence number is durable.
     pub fn trade(&mut self, req: &TradeRequest) -> Result<Accepted> {
-        if req.quantity == 0 {
-            return Err(Error::BadRequest("quantity must be at least 1".into()));
+        if req.quantity == 0 || req.quantity > MAX_TRADE_QUANTITY {
+            return Err(Error::BadRequest(format!(
+                "quantity must be between 1 and {MAX_TRADE_QUANTITY}, got {}",
+                req.quantity
+            )));
         }
         if let Some(&seq) = self.by_rid.get(&req.rid) {
             return Ok(Accepted::Seen(seq));

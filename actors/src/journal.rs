@@ -41,6 +41,13 @@ pub struct Loaded<T> {
 /// Opens (creating if needed) a JSON-lines file, parses every record, and cuts a torn last
 /// line. Returns the open file positioned for appending and what it held.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(File, Loaded<T>)> {
+    let (mut file, bytes) = open_and_read(path)?;
+    let loaded = parse_lines(path, &bytes)?;
+    cut_tail(path, &mut file, loaded.len, loaded.cut)?;
+    Ok((file, loaded))
+}
+
+fn open_and_read(path: &Path) -> Result<(File, Vec<u8>)> {
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -50,42 +57,77 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(File, Loaded<T>)> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    let loaded = parse_lines(path, &bytes)?;
-    if loaded.cut > 0 {
+    Ok((file, bytes))
+}
+
+fn cut_tail(path: &Path, file: &mut File, len: u64, cut: u64) -> Result<()> {
+    if cut > 0 {
         log::warn!(
-            "{}: cut a torn last line ({} bytes) left by a crash",
-            path.display(),
-            loaded.cut
+            "{}: cut a torn last line ({cut} bytes) left by a crash",
+            path.display()
         );
-        file.set_len(loaded.len)
+        file.set_len(len)
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io(format!("truncate {}", path.display()), e))?;
     }
-    Ok((file, loaded))
+    Ok(())
+}
+
+/// Like `load`, but hands each record to `each` (with its 1-based line number) instead of
+/// collecting them, so a large file is never held as parsed records all at once. Returns the
+/// open file and its length after any torn tail was cut.
+pub fn load_each<T: DeserializeOwned>(
+    path: &Path,
+    mut each: impl FnMut(usize, T) -> Result<()>,
+) -> Result<(File, u64)> {
+    let (mut file, bytes) = open_and_read(path)?;
+    let (len, cut) = for_each_line(path, &bytes, |line, _, record| each(line, record))?;
+    drop(bytes);
+    cut_tail(path, &mut file, len, cut)?;
+    Ok((file, len))
 }
 
 /// Parses JSON lines; see `load`. Separate from the file so it can be tested on bytes.
 pub fn parse_lines<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<Loaded<T>> {
     let mut records = Vec::new();
     let mut offsets = Vec::new();
+    let (len, cut) = for_each_line(path, bytes, |_, offset, record| {
+        records.push(record);
+        offsets.push(offset);
+        Ok(())
+    })?;
+    Ok(Loaded {
+        records,
+        offsets,
+        len,
+        cut,
+    })
+}
+
+/// Calls `each(line, offset, record)` for every good record; returns (good length, bytes of
+/// a torn tail to cut). A bad line with good lines after it is corruption.
+fn for_each_line<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    mut each: impl FnMut(usize, u64, T) -> Result<()>,
+) -> Result<(u64, u64)> {
     let mut pos = 0usize;
     let mut line_no = 0usize;
+    let torn = |good: usize| Ok((good as u64, (bytes.len() - good) as u64));
     while pos < bytes.len() {
         line_no += 1;
-        let end = bytes[pos..].iter().position(|&b| b == b'\n');
-        let Some(end) = end.map(|e| pos + e) else {
+        let Some(end) = bytes[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|e| pos + e)
+        else {
             // No newline: the write that made this line did not finish.
-            return Ok(torn(records, offsets, pos, bytes.len()));
+            return torn(pos);
         };
         match serde_json::from_slice::<T>(&bytes[pos..end]) {
-            Ok(record) => {
-                records.push(record);
-                offsets.push(pos as u64);
-            }
-            Err(_) if end + 1 == bytes.len() => {
-                // A complete but unreadable last line: a torn write the file system padded.
-                return Ok(torn(records, offsets, pos, bytes.len()));
-            }
+            Ok(record) => each(line_no, pos as u64, record)?,
+            // A complete but unreadable last line: a torn write the file system padded.
+            Err(_) if end + 1 == bytes.len() => return torn(pos),
             Err(err) => {
                 return Err(Error::Corrupt {
                     path: path.to_path_buf(),
@@ -96,21 +138,7 @@ pub fn parse_lines<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<Loa
         }
         pos = end + 1;
     }
-    Ok(Loaded {
-        records,
-        offsets,
-        len: bytes.len() as u64,
-        cut: 0,
-    })
-}
-
-fn torn<T>(records: Vec<T>, offsets: Vec<u64>, good: usize, total: usize) -> Loaded<T> {
-    Loaded {
-        records,
-        offsets,
-        len: good as u64,
-        cut: (total - good) as u64,
-    }
+    Ok((bytes.len() as u64, 0))
 }
 
 /// Writes `bytes` to `path` atomically and durably: a temporary file, fsync, rename, fsync of

@@ -51,14 +51,16 @@ impl OrderStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let path = dir.join(ORDERS_FILE);
-        let (file, loaded) = journal::load::<Order>(&path)?;
-        let log = OrderLog::from_records(loaded.records, loaded.offsets, loaded.len).map_err(
-            |(line, reason)| Error::Corrupt {
+        let mut log = OrderLog::default();
+        let (file, len) = journal::load_each::<Order>(&path, |line, order| {
+            log.load(order).map_err(|reason| Error::Corrupt {
                 path: path.clone(),
                 line,
                 reason,
-            },
-        )?;
+            })
+        })?;
+        log.set_file_len(len);
+        release_freed_memory();
         let epoch_path = dir.join(EPOCH_FILE);
         let term = match std::fs::read(&epoch_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
@@ -183,6 +185,16 @@ impl OrderStore {
     }
 }
 
+/// Loading parses the whole file through short-lived buffers; hand the freed heap back to the
+/// system so a replica with a large log stays small at rest (glibc keeps it otherwise).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Actor for OrderStore {
     type Context = Context<Self>;
 }
@@ -238,7 +250,7 @@ pub struct GetOrder(pub u64);
 impl Handler<GetOrder> for OrderStore {
     type Result = Option<Order>;
     fn handle(&mut self, msg: GetOrder, _: &mut Context<Self>) -> Option<Order> {
-        self.log.get(msg.0).cloned()
+        self.log.get(msg.0)
     }
 }
 
@@ -301,12 +313,7 @@ impl Handler<Record> for OrderStore {
                 msg.epoch, self.term.epoch
             )));
         }
-        if let Some(order) = self
-            .log
-            .find(msg.rid)
-            .and_then(|n| self.log.get(n))
-            .cloned()
-        {
+        if let Some(order) = self.log.find(msg.rid).and_then(|n| self.log.get(n)) {
             // Durable once everything written so far is: conservative, and rare.
             return Ok(Recorded {
                 order,
@@ -323,6 +330,12 @@ impl Handler<Record> for OrderStore {
                 fresh: false,
                 durable,
             });
+        }
+        if msg.quantity > crate::catalog::MAX_TRADE_QUANTITY {
+            return Err(Error::BadRequest(format!(
+                "quantity {} is too large",
+                msg.quantity
+            )));
         }
         let number = msg
             .cseq
@@ -379,7 +392,7 @@ impl Handler<GetSince> for OrderStore {
     type Result = MessageResult<GetSince>;
     fn handle(&mut self, msg: GetSince, _: &mut Context<Self>) -> Self::Result {
         MessageResult(Since {
-            orders: self.log.since(msg.after, msg.limit).map(<[Order]>::to_vec),
+            orders: self.log.since(msg.after, msg.limit),
             last: self.log.last(),
         })
     }
@@ -519,6 +532,6 @@ pub struct FindRequest(pub RequestId);
 impl Handler<FindRequest> for OrderStore {
     type Result = Option<Order>;
     fn handle(&mut self, msg: FindRequest, _: &mut Context<Self>) -> Option<Order> {
-        self.log.find(msg.0).and_then(|n| self.log.get(n)).cloned()
+        self.log.find(msg.0).and_then(|n| self.log.get(n))
     }
 }

@@ -68,79 +68,201 @@ pub enum Fit {
     },
 }
 
-/// The order log; see the module docs.
+/// Stock names seen in the log, each stored once; orders keep a 15-bit index.
+#[derive(Debug, Default)]
+struct Names {
+    names: Vec<String>,
+    ids: HashMap<String, u16>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u16 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u16::try_from(self.names.len())
+            .ok()
+            .filter(|id| *id < KIND_BIT)
+            .expect("at most 32767 distinct stock names");
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
+    }
+}
+
+/// High bit of an order's name index: set for a sell.
+const KIND_BIT: u16 = 1 << 15;
+/// Entries the request-id index takes in a hash map before it merges them into its sorted part.
+const RID_MERGE_AT: usize = 1 << 16;
+
+/// Request id -> order number, in 12 bytes an entry: most entries in two sorted columns
+/// (64-bit key, 32-bit number), recent ones in a small hash map merged in now and then. Keys
+/// are the low 64 bits of the request id; the caller confirms against the full id.
+#[derive(Debug, Default)]
+struct RidIndex {
+    keys: Vec<u64>,
+    numbers: Vec<u32>,
+    recent: HashMap<u64, Vec<u32>>,
+}
+
+impl RidIndex {
+    fn insert(&mut self, rid: RequestId, n: u32) {
+        self.recent.entry(rid.0 as u64).or_default().push(n);
+        if self.recent.len() >= RID_MERGE_AT {
+            self.merge();
+        }
+    }
+
+    fn merge(&mut self) {
+        let mut all: Vec<(u64, u32)> = self
+            .keys
+            .iter()
+            .copied()
+            .zip(self.numbers.iter().copied())
+            .collect();
+        all.extend(
+            self.recent
+                .drain()
+                .flat_map(|(k, ns)| ns.into_iter().map(move |n| (k, n))),
+        );
+        all.sort_unstable();
+        self.keys = all.iter().map(|e| e.0).collect();
+        self.numbers = all.iter().map(|e| e.1).collect();
+    }
+
+    /// Numbers whose request id shares these low 64 bits.
+    fn candidates(&self, rid: RequestId) -> impl Iterator<Item = u32> + '_ {
+        let key = rid.0 as u64;
+        let start = self.keys.partition_point(|k| *k < key);
+        let end = start + self.keys[start..].partition_point(|k| *k == key);
+        self.numbers[start..end]
+            .iter()
+            .copied()
+            .chain(self.recent.get(&key).into_iter().flatten().copied())
+    }
+}
+
+/// The order log; see the module docs. Kept in columns (about 34 bytes an order, so a
+/// replica with a million orders stays small): the full request id, the stock name's index
+/// with the buy/sell bit, the quantity, and the epochs as runs. Numbers and catalog trade
+/// numbers are implicit in the position.
 #[derive(Debug, Default)]
 pub struct OrderLog {
-    orders: Vec<Order>,
-    offsets: Vec<u64>,
+    rids: Vec<RequestId>,
+    names_kinds: Vec<u16>,
+    quantities: Vec<u32>,
+    /// (first number, epoch) of each run of orders written in one epoch.
+    epochs: Vec<(u32, Epoch)>,
+    names: Names,
+    index: RidIndex,
     len: u64,
-    by_rid: HashMap<RequestId, u64>,
 }
 
 impl OrderLog {
-    /// Rebuilds the log from loaded records; numbers must run from 0 without gaps and match
-    /// their catalog trade. On error, returns the 1-based line and what is wrong.
-    pub fn from_records(
-        orders: Vec<Order>,
-        offsets: Vec<u64>,
-        len: u64,
-    ) -> Result<OrderLog, (usize, String)> {
-        let mut log = OrderLog {
-            len,
-            ..OrderLog::default()
-        };
-        for (i, (o, off)) in orders.into_iter().zip(offsets).enumerate() {
-            if o.number != i as u64 || o.cseq != o.number + 1 {
-                return Err((
-                    i + 1,
-                    format!(
-                        "holds order {} (catalog trade {}) where order {i} (catalog trade {}) was expected",
-                        o.number,
-                        o.cseq,
-                        i + 1
-                    ),
-                ));
-            }
-            log.by_rid.insert(o.rid, o.number);
-            log.orders.push(o);
-            log.offsets.push(off);
+    /// Records the length of the file the loaded records came from (after any torn tail
+    /// was cut), so later appends and truncations know where lines start.
+    pub fn set_file_len(&mut self, len: u64) {
+        self.len = len;
+    }
+
+    /// Adds a record read from the file (its bytes are already counted in the file length).
+    /// On error, says what is wrong with it.
+    pub fn load(&mut self, o: Order) -> Result<(), String> {
+        let expected = self.next_number();
+        if o.number != expected || o.cseq != o.number + 1 {
+            return Err(format!(
+                "holds order {} (catalog trade {}) where order {expected} (catalog trade {}) was expected",
+                o.number,
+                o.cseq,
+                expected + 1
+            ));
         }
-        Ok(log)
+        self.push(o).map(|_| ())
     }
 
     /// Number the next order gets.
     pub fn next_number(&self) -> u64 {
-        self.orders.len() as u64
+        self.rids.len() as u64
+    }
+
+    fn epoch_at(&self, n: u64) -> Epoch {
+        let i = self
+            .epochs
+            .partition_point(|(start, _)| u64::from(*start) <= n);
+        self.epochs[i - 1].1
     }
 
     /// Identity of the last entry.
     pub fn last(&self) -> Option<EntryId> {
-        self.orders.last().map(id_of)
+        self.next_number()
+            .checked_sub(1)
+            .and_then(|n| self.id_at(n))
     }
 
     /// Identity of entry `n`, if held.
     pub fn id_at(&self, n: u64) -> Option<EntryId> {
-        self.orders.get(n as usize).map(id_of)
+        (n < self.next_number()).then(|| EntryId {
+            number: n,
+            epoch: self.epoch_at(n),
+        })
     }
 
     /// Order `n`, if held.
-    pub fn get(&self, n: u64) -> Option<&Order> {
-        self.orders.get(n as usize)
+    pub fn get(&self, n: u64) -> Option<Order> {
+        let i = usize::try_from(n).ok().filter(|i| *i < self.rids.len())?;
+        let nk = self.names_kinds[i];
+        Some(Order {
+            number: n,
+            epoch: self.epoch_at(n),
+            rid: self.rids[i],
+            name: self.names.names[usize::from(nk & !KIND_BIT)].clone(),
+            kind: if nk & KIND_BIT != 0 {
+                TradeKind::Sell
+            } else {
+                TradeKind::Buy
+            },
+            quantity: u64::from(self.quantities[i]),
+            cseq: n + 1,
+        })
     }
 
     /// The number already given to this request id.
     pub fn find(&self, rid: RequestId) -> Option<u64> {
-        self.by_rid.get(&rid).copied()
+        self.index
+            .candidates(rid)
+            .find(|n| self.rids.get(*n as usize) == Some(&rid))
+            .map(u64::from)
     }
 
     /// Number of orders held.
     pub fn len(&self) -> usize {
-        self.orders.len()
+        self.rids.len()
     }
 
     /// True when no order is held.
     pub fn is_empty(&self) -> bool {
-        self.orders.is_empty()
+        self.rids.is_empty()
+    }
+
+    fn push(&mut self, o: Order) -> Result<u32, String> {
+        let n = u32::try_from(o.number)
+            .map_err(|_| "order numbers above 2^32 are not supported".to_string())?;
+        let quantity = u32::try_from(o.quantity)
+            .map_err(|_| format!("quantity {} is too large", o.quantity))?;
+        let kind = if o.kind == TradeKind::Sell {
+            KIND_BIT
+        } else {
+            0
+        };
+        let name = self.names.id(&o.name);
+        if self.epochs.last().is_none_or(|(_, e)| *e != o.epoch) {
+            self.epochs.push((n, o.epoch));
+        }
+        self.rids.push(o.rid);
+        self.names_kinds.push(name | kind);
+        self.quantities.push(quantity);
+        self.index.insert(o.rid, n);
+        Ok(n)
     }
 
     /// Adds the next order; returns its line (without newline) for the journal.
@@ -151,37 +273,52 @@ impl OrderLog {
             "orders are appended in number order"
         );
         let line = serde_json::to_vec(&order).expect("serialize order");
-        self.by_rid.insert(order.rid, order.number);
-        self.offsets.push(self.len);
+        self.push(order)
+            .expect("orders are validated before they are appended");
         self.len += line.len() as u64 + 1;
-        self.orders.push(order);
         line
     }
 
     /// Drops every order from number `from` on; returns the file length to cut to.
     pub fn truncate(&mut self, from: u64) -> u64 {
-        let from = from as usize;
-        if from >= self.orders.len() {
+        if from >= self.next_number() {
             return self.len;
         }
-        self.len = self.offsets[from];
-        self.orders.truncate(from);
-        self.offsets.truncate(from);
-        // Rare (a dead leader's tail): rebuild the index rather than patch it.
-        self.by_rid = self.orders.iter().map(|o| (o.rid, o.number)).collect();
+        // Lines are serialized deterministically, so the dropped tail's size is known
+        // without reading the file. Rare (a dead leader's tail), and small.
+        let tail: u64 = (from..self.next_number())
+            .map(|n| {
+                serde_json::to_vec(&self.get(n).expect("held"))
+                    .expect("serialize")
+                    .len() as u64
+                    + 1
+            })
+            .sum();
+        self.len -= tail;
+        let keep = from as usize;
+        self.rids.truncate(keep);
+        self.names_kinds.truncate(keep);
+        self.quantities.truncate(keep);
+        self.epochs.retain(|(start, _)| u64::from(*start) < from);
+        let mut index = RidIndex::default();
+        for (n, rid) in self.rids.iter().enumerate() {
+            index.insert(*rid, n as u32);
+        }
+        index.merge();
+        self.index = index;
         self.len
     }
 
     /// Orders after `after` (all when `None`), at most `limit`; `None` when our entry at
     /// `after` differs or is missing (the asker holds something we do not).
-    pub fn since(&self, after: Option<EntryId>, limit: usize) -> Option<&[Order]> {
+    pub fn since(&self, after: Option<EntryId>, limit: usize) -> Option<Vec<Order>> {
         let start = match after {
             None => 0,
-            Some(id) if self.id_at(id.number) == Some(id) => id.number as usize + 1,
+            Some(id) if self.id_at(id.number) == Some(id) => id.number + 1,
             Some(_) => return None,
         };
-        let end = (start + limit).min(self.orders.len());
-        Some(&self.orders[start..end])
+        let end = (start + limit as u64).min(self.next_number());
+        Some((start..end).filter_map(|n| self.get(n)).collect())
     }
 
     /// How a batch whose first order follows `prev` fits this log.
@@ -208,13 +345,6 @@ impl OrderLog {
             truncate_from: None,
             skip,
         }
-    }
-}
-
-fn id_of(o: &Order) -> EntryId {
-    EntryId {
-        number: o.number,
-        epoch: o.epoch,
     }
 }
 
@@ -257,17 +387,57 @@ mod tests {
     }
 
     #[test]
-    fn reloading_checks_numbering_and_names_the_line() {
-        let o = vec![order(0, 1), order(2, 1)];
-        assert_eq!(OrderLog::from_records(o, vec![0, 10], 20).unwrap_err().0, 2);
-        let mut bad = order(0, 1);
+    fn loading_checks_numbering() {
+        let mut log = OrderLog::default();
+        log.load(order(0, 1)).unwrap();
+        assert!(log.load(order(2, 1)).is_err(), "a gap");
+        let mut bad = order(1, 1);
         bad.cseq = 5;
+        assert!(log.load(bad).is_err(), "a catalog trade out of step");
+    }
+
+    #[test]
+    fn orders_read_back_exactly_as_written() {
+        let mut log = OrderLog::default();
+        let mut sell = order(0, 4);
+        sell.kind = TradeKind::Sell;
+        sell.name = "FishCo".into();
+        sell.quantity = 1_000_000;
+        log.append(sell.clone());
+        log.append(order(1, 4));
+        log.append(order(2, 5));
+        assert_eq!(log.get(0), Some(sell));
+        assert_eq!(log.get(2), Some(order(2, 5)));
         assert_eq!(
-            OrderLog::from_records(vec![bad], vec![0], 10)
-                .unwrap_err()
-                .0,
-            1
+            log.id_at(1),
+            Some(EntryId {
+                number: 1,
+                epoch: 4
+            })
         );
+        assert_eq!(log.get(3), None);
+    }
+
+    #[test]
+    fn the_request_id_index_survives_merges() {
+        let mut log = OrderLog::default();
+        let n = super::RID_MERGE_AT as u64 + 10;
+        for i in 0..n {
+            let mut o = order(i, 1);
+            o.rid = RequestId((i as u128) << 64 | i as u128);
+            log.append(o);
+        }
+        // Shares its low 64 bits with order 5, which is in the merged (sorted) part by now.
+        let mut twin = order(n, 1);
+        twin.rid = RequestId(99u128 << 64 | 5);
+        log.append(twin);
+        assert_eq!(log.find(RequestId(5u128 << 64 | 5)), Some(5));
+        assert_eq!(log.find(RequestId(99u128 << 64 | 5)), Some(n));
+        assert_eq!(
+            log.find(RequestId((n as u128 - 1) << 64 | (n as u128 - 1))),
+            Some(n - 1)
+        );
+        assert_eq!(log.find(RequestId(5)), None);
     }
 
     #[test]
