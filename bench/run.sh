@@ -46,6 +46,13 @@ curl -s -X POST "$CONTROL/control/v1/restart/frontend?cache_size=10" > /dev/null
 "$BIN/tradenet-client" failover --frontend "$FE" --control "$CONTROL" --rounds 3 | tee -a "$out"
 "$BIN/tradenet-client" audit --catalog http://127.0.0.1:18082 --replica http://127.0.0.1:18093 | tee -a "$out"
 
+echo "== resident memory of each process at rest"
+sleep 1
+curl -s "$CONTROL/control/v1/processes" | grep -o '"name":"[^"]*","pid":[0-9]*' | sed 's/"name":"\([^"]*\)","pid":\([0-9]*\)/\1 \2/' |
+  while read -r name pid; do
+    awk -v n="$name" '/VmRSS/ {printf "figure rss_%s %.1f MB\n", n, $2/1024}' "/proc/$pid/status"
+  done | tr '-' '_' | tee -a "$out"
+
 echo "== ratios (targets: hit p50 c1 <= 1.3x plain; hit c64 >= 0.7x; miss and query c64 >= 0.3x)"
 ratio hit_c1_p50_vs_plain hit_c1_p50 plain_c1_p50
 ratio hit_c64_rps_vs_plain hit_c64_rps plain_c64_rps

@@ -41,24 +41,22 @@ pub struct Invalidated {
     pub stocks: Vec<Stock>,
 }
 
-/// Owns the `Catalog` and its journal.
-pub struct CatalogActor {
+/// A catalog read from its files, not yet running: loading (which may fail and is best done
+/// before serving) is apart from starting the actor (which a service may want to do on a
+/// particular thread).
+pub struct LoadedCatalog {
     catalog: Catalog,
-    writer: JournalWriter,
-    waiters: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
-    publish: Option<Recipient<Invalidated>>,
+    file: std::fs::File,
+    journal_path: PathBuf,
     snapshot_path: PathBuf,
-    snapshot_every: u64,
-    snapshot_seq: u64,
+    replayed: usize,
+    opts: CatalogOptions,
 }
 
-impl CatalogActor {
-    /// Loads the catalog from `opts.dir` (snapshot, then journal, cutting a torn tail) and
-    /// starts its actor. Fails with the file and line on corruption.
-    pub fn start(
-        opts: CatalogOptions,
-        publish: Option<Recipient<Invalidated>>,
-    ) -> Result<Addr<Self>> {
+impl LoadedCatalog {
+    /// Loads the snapshot, then the journal (cutting a torn tail). Fails with the file and
+    /// line on corruption.
+    pub fn load(opts: CatalogOptions) -> Result<LoadedCatalog> {
         std::fs::create_dir_all(&opts.dir)
             .map_err(|e| Error::io(format!("create {}", opts.dir.display()), e))?;
         let snapshot_path = opts.dir.join(SNAPSHOT_FILE);
@@ -67,15 +65,15 @@ impl CatalogActor {
             None => Catalog::new(&opts.seeds, opts.trade_window)?,
         };
         let journal_path = opts.dir.join(JOURNAL_FILE);
-        let (file, loaded) = journal::load::<JournalEntry>(&journal_path)?;
-        let replayed = loaded.records.len();
-        for (i, entry) in loaded.records.into_iter().enumerate() {
+        let mut replayed = 0;
+        let (file, _) = journal::load_each::<JournalEntry>(&journal_path, |line, entry| {
+            replayed += 1;
             catalog.replay(entry).map_err(|e| Error::Corrupt {
                 path: journal_path.clone(),
-                line: i + 1,
+                line,
                 reason: e.to_string(),
-            })?;
-        }
+            })
+        })?;
         log::info!(
             "catalog loaded: {} stocks, last trade {}, epoch {}, {} journal entries replayed{}",
             catalog.stocks().len(),
@@ -88,8 +86,28 @@ impl CatalogActor {
                 "; fsync is OFF (benchmarks only): a crash can lose acknowledged trades"
             }
         );
+        Ok(LoadedCatalog {
+            catalog,
+            file,
+            journal_path,
+            snapshot_path,
+            replayed,
+            opts,
+        })
+    }
+
+    /// Starts the actor (and its journal writer thread) on the current arbiter.
+    pub fn start(self, publish: Option<Recipient<Invalidated>>) -> Addr<CatalogActor> {
+        let LoadedCatalog {
+            catalog,
+            file,
+            journal_path,
+            snapshot_path,
+            replayed,
+            opts,
+        } = self;
         let snapshot_seq = catalog.last_seq();
-        Ok(Actor::create(move |ctx| {
+        Actor::create(move |ctx| {
             let addr = ctx.address();
             let writer = JournalWriter::spawn(
                 &journal_path,
@@ -116,7 +134,28 @@ impl CatalogActor {
                 snapshot_every: opts.snapshot_every.max(1),
                 snapshot_seq,
             }
-        }))
+        })
+    }
+}
+
+/// Owns the `Catalog` and its journal.
+pub struct CatalogActor {
+    catalog: Catalog,
+    writer: JournalWriter,
+    waiters: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    publish: Option<Recipient<Invalidated>>,
+    snapshot_path: PathBuf,
+    snapshot_every: u64,
+    snapshot_seq: u64,
+}
+
+impl CatalogActor {
+    /// Loads the catalog from `opts.dir` and starts its actor on the current arbiter.
+    pub fn start(
+        opts: CatalogOptions,
+        publish: Option<Recipient<Invalidated>>,
+    ) -> Result<Addr<Self>> {
+        Ok(LoadedCatalog::load(opts)?.start(publish))
     }
 
     fn wait_durable(&mut self, seq: u64) -> oneshot::Receiver<()> {

@@ -44,10 +44,22 @@ pub struct OrderStore {
     pending_rids: HashMap<RequestId, u64>,
 }
 
-impl OrderStore {
-    /// Loads `dir/orders.jsonl` (cutting a torn tail) and `dir/epoch.json`, and starts the
-    /// actor. Corruption stops it with the file and line.
-    pub fn start(dir: &Path, fsync: bool) -> Result<Addr<OrderStore>> {
+/// A replica's files read, not yet running: loading (which may fail and is best done before
+/// serving) is apart from starting the actor (which the replica does on its HTTP worker's
+/// thread).
+pub struct LoadedStore {
+    log: OrderLog,
+    term: Term,
+    file: std::fs::File,
+    path: PathBuf,
+    epoch_path: PathBuf,
+    fsync: bool,
+}
+
+impl LoadedStore {
+    /// Loads `dir/orders.jsonl` (cutting a torn tail) and `dir/epoch.json`. Corruption stops
+    /// it with the file and line.
+    pub fn load(dir: &Path, fsync: bool) -> Result<LoadedStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let path = dir.join(ORDERS_FILE);
@@ -61,6 +73,7 @@ impl OrderStore {
         })?;
         log.set_file_len(len);
         release_freed_memory();
+
         let epoch_path = dir.join(EPOCH_FILE);
         let term = match std::fs::read(&epoch_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
@@ -83,7 +96,27 @@ impl OrderStore {
                 "; fsync is OFF (benchmarks only)"
             }
         );
-        Ok(OrderStore::create(move |ctx| {
+        Ok(LoadedStore {
+            log,
+            term,
+            file,
+            path,
+            epoch_path,
+            fsync,
+        })
+    }
+
+    /// Starts the actor (and its writer thread) on the current arbiter.
+    pub fn start(self) -> Addr<OrderStore> {
+        let LoadedStore {
+            log,
+            term,
+            file,
+            path,
+            epoch_path,
+            fsync,
+        } = self;
+        OrderStore::create(move |ctx| {
             let addr = ctx.address();
             let writer = JournalWriter::spawn(
                 &path,
@@ -102,7 +135,15 @@ impl OrderStore {
                 pending: BTreeMap::new(),
                 pending_rids: HashMap::new(),
             }
-        }))
+        })
+    }
+}
+
+impl OrderStore {
+    /// Loads `dir/orders.jsonl` (cutting a torn tail) and `dir/epoch.json`, and starts the
+    /// actor on the current arbiter. Corruption stops it with the file and line.
+    pub fn start(dir: &Path, fsync: bool) -> Result<Addr<OrderStore>> {
+        Ok(LoadedStore::load(dir, fsync)?.start())
     }
 
     fn write(&mut self, line: Vec<u8>) -> oneshot::Receiver<()> {

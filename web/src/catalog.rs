@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tradenet_actors::catalog::TradeRequest;
 use tradenet_actors::catalog_actor::{
-    CatalogActor, CatalogOptions, GetStatus, Invalidated, Lookup, Trade, TradesAfter,
+    CatalogActor, CatalogOptions, GetStatus, Invalidated, LoadedCatalog, Lookup, Trade, TradesAfter,
 };
 use tradenet_actors::types::validate_name;
 
@@ -329,36 +329,55 @@ fn to_api(e: MailboxError) -> ApiError {
     ApiError::from(tradenet_actors::Error::from(e))
 }
 
-/// Starts the catalog's actors from `config` (loading its files) and serves on `listener`
-/// until the process is stopped.
+/// Loads the catalog from `config` (stopping with a clear message if its files are damaged)
+/// and serves on `listener` until the process is stopped.
+///
+/// The actors start on the first HTTP worker's thread: with one worker (the default) a
+/// lookup or trade is a message to an actor on the same thread rather than a wake-up of
+/// another thread and back (see docs/performance.md).
 pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
-    let incarnation = rand::random::<u64>();
-    let publisher = Publisher::new(incarnation, config.request_timeout()).start();
-    let catalog = CatalogActor::start(
-        CatalogOptions {
-            dir: config.service_dir("catalog"),
-            seeds: config.catalog.stocks.clone(),
-            fsync: config.fsync,
-            trade_window: config.catalog.trade_window,
-            snapshot_every: config.catalog.snapshot_every,
-        },
-        Some(publisher.clone().recipient()),
-    )
+    let loaded = LoadedCatalog::load(CatalogOptions {
+        dir: config.service_dir("catalog"),
+        seeds: config.catalog.stocks.clone(),
+        fsync: config.fsync,
+        trade_window: config.catalog.trade_window,
+        snapshot_every: config.catalog.snapshot_every,
+    })
     .map_err(|e| anyhow::anyhow!("catalog cannot start: {e}"))?;
-    let state = CatalogState { catalog, publisher };
+    let loaded = std::sync::Mutex::new(Some(loaded));
+    let incarnation = rand::random::<u64>();
+    let timeout = config.request_timeout();
+    let actors: std::sync::OnceLock<CatalogState> = std::sync::OnceLock::new();
+    let actors = std::sync::Arc::new((actors, loaded));
     let metrics = Metrics::new("catalog");
+    let workers = http::workers(config.catalog.workers);
     log::info!(
-        "catalog listening on {} (incarnation {incarnation:016x})",
+        "catalog listening on {} (incarnation {incarnation:016x}, {workers} HTTP workers)",
         listener.local_addr()?
     );
     HttpServer::new(move || {
-        let state = state.clone();
+        let state = actors
+            .0
+            .get_or_init(|| {
+                let publisher = Publisher::new(incarnation, timeout).start();
+                let loaded = actors
+                    .1
+                    .lock()
+                    .expect("catalog loader")
+                    .take()
+                    .expect("loaded once");
+                CatalogState {
+                    catalog: loaded.start(Some(publisher.clone().recipient())),
+                    publisher,
+                }
+            })
+            .clone();
         http::app("catalog", metrics.clone(), move |cfg| {
             cfg.app_data(web::Data::new(state));
             configure(cfg);
         })
     })
-    .workers(http::workers(config.catalog.workers))
+    .workers(workers)
     .listen(listener)?
     .run()
     .await?;

@@ -19,14 +19,14 @@ use actix_web::{web, HttpResponse, HttpServer};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tradenet_actors::catalog::{TradeOutcome, TradeRequest};
 use tradenet_actors::catalog_actor::TradesPage;
 use tradenet_actors::order_store::{
-    Applied, Apply, FindRequest, GetOrder, GetSince, GetState, IdAt, OrderStore, Record, Since,
-    Term, TruncateAfter,
+    Applied, Apply, FindRequest, GetOrder, GetSince, GetState, IdAt, LoadedStore, OrderStore,
+    Record, Since, Term, TruncateAfter,
 };
 use tradenet_actors::orderlog::{EntryId, Order};
 use tradenet_actors::types::Epoch;
@@ -899,41 +899,64 @@ async fn stream(
     tx.send_replace(StreamState::default());
 }
 
-/// Starts replica `id` from `config` (loading its log, recovering from peers) and serves on
-/// `listener` until the process is stopped.
+/// Loads replica `id`'s files from `config` (stopping with a clear message if they are
+/// damaged) and serves on `listener` until the process is stopped; it answers `/health` once
+/// it has recovered from its peers.
+///
+/// The order store actor and the recovery task start on the first HTTP worker's thread: with
+/// one worker (the default) a request to the store is a message on the same thread rather
+/// than a wake-up of another thread and back (see docs/performance.md).
 pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> anyhow::Result<()> {
     config.replica(id)?;
-    let store = OrderStore::start(&config.service_dir(&format!("order-{id}")), config.fsync)
+    let loaded = LoadedStore::load(&config.service_dir(&format!("order-{id}")), config.fsync)
         .map_err(|e| anyhow::anyhow!("order replica {id} cannot start: {e}"))?;
-    let (appended, _) = watch::channel(0);
-    let replica: Shared = Arc::new(Replica {
-        id,
-        peers: config
-            .replicas
-            .iter()
-            .filter(|r| r.id != id)
-            .cloned()
-            .collect(),
-        store,
-        catalog_url: crate::config::url(&config.catalog.addr),
-        timeout: config.request_timeout(),
-        replicate_timeout: Duration::from_millis(config.order.replicate_timeout_ms),
-        retry: config.heartbeat(),
-        batch_limit: config.order.batch_limit.max(1),
-        inner: Mutex::new(Inner {
-            phase: Phase::Recovering,
-            streams: HashMap::new(),
-            catching_up: false,
-        }),
-        appended,
-        ready: http::Readiness::default(),
-    });
+    let loaded = Mutex::new(Some(loaded));
+    let replica: OnceLock<Shared> = OnceLock::new();
     let metrics = Metrics::new(&format!("order-{id}"));
-    log::info!("order replica {id} listening on {}", listener.local_addr()?);
     let timeout = config.request_timeout();
-    let r = replica.clone();
-    let server = HttpServer::new(move || {
-        let r = r.clone();
+    let workers = http::workers(config.order.workers);
+    log::info!(
+        "order replica {id} listening on {} ({workers} HTTP workers)",
+        listener.local_addr()?
+    );
+    let shared = Arc::new((replica, loaded, config));
+    HttpServer::new(move || {
+        let (replica, loaded, config) = &*shared;
+        let r = replica
+            .get_or_init(|| {
+                let store = loaded
+                    .lock()
+                    .expect("store loader")
+                    .take()
+                    .expect("loaded once")
+                    .start();
+                let (appended, _) = watch::channel(0);
+                let r: Shared = Arc::new(Replica {
+                    id,
+                    peers: config
+                        .replicas
+                        .iter()
+                        .filter(|r| r.id != id)
+                        .cloned()
+                        .collect(),
+                    store,
+                    catalog_url: crate::config::url(&config.catalog.addr),
+                    timeout,
+                    replicate_timeout: Duration::from_millis(config.order.replicate_timeout_ms),
+                    retry: config.heartbeat(),
+                    batch_limit: config.order.batch_limit.max(1),
+                    inner: Mutex::new(Inner {
+                        phase: Phase::Recovering,
+                        streams: HashMap::new(),
+                        catching_up: false,
+                    }),
+                    appended,
+                    ready: http::Readiness::default(),
+                });
+                actix_rt::spawn(recover(r.clone()));
+                r
+            })
+            .clone();
         http::app("order", metrics.clone(), move |cfg| {
             cfg.app_data(web::Data::new(r.ready.clone()))
                 .app_data(web::Data::new(r))
@@ -941,10 +964,9 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
             configure(cfg);
         })
     })
-    .workers(http::workers(config.order.workers))
+    .workers(workers)
     .listen(listener)?
-    .run();
-    actix_rt::spawn(recover(replica));
-    server.await?;
+    .run()
+    .await?;
     Ok(())
 }
