@@ -7,3 +7,4 @@ mod frontends;
 mod harness;
 mod input;
 mod orders;
+mod partition;
