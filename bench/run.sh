@@ -3,7 +3,7 @@
 # this machine, so every figure has a ratio that survives a noisy machine.
 # Prints `figure <name> <value> <unit>` lines, ratios last. Release build, default config
 # (fsync on), ports moved up by 10000 so a running exchange is not disturbed.
-#   bench/run.sh            # about 2 minutes
+#   bench/run.sh            # about 3 minutes (ends with bench/recovery.sh)
 #   DURATION=10 bench/run.sh
 set -euo pipefail
 DURATION=${DURATION:-5}
@@ -61,3 +61,6 @@ ratio query_c64_rps_vs_plain query_c64_rps plain_c64_rps
 ratio trade_c64_rps_vs_plain trade_c64_rps plain_c64_rps
 heartbeat=200
 awk -v f="$(value failover_max)" -v h=$heartbeat 'BEGIN { printf "figure failover_max_vs_budget %.2f x (budget 2 heartbeats + 50 ms = %d ms)\n", f / (2*h+50), 2*h+50 }' | tee -a "$out"
+
+echo "== recovery: catch-up, start-up on a large log, memory (bench/recovery.sh)"
+bash "$(dirname "$0")/recovery.sh"
