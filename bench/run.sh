@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trade-Net's benchmark: the exchange and a plain actix-web server measured in the same run on
 # this machine, so every figure has a ratio that survives a noisy machine.
-# Prints `figure <name> <value> <unit>` lines, ratios last. Release build, default config
+# Prints `figure <name> <value> <unit>` lines, then the ratios, then the recovery figures. Release build, default config
 # (fsync on), ports moved up by 10000 so a running exchange is not disturbed.
 #   bench/run.sh            # about 3 minutes (ends with bench/recovery.sh)
 #   DURATION=10 bench/run.sh

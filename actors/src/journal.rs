@@ -25,7 +25,8 @@ use tokio::sync::oneshot;
 /// Upper bound on bytes gathered into one write, so one batch cannot grow without limit.
 const MAX_BATCH_BYTES: usize = 8 << 20;
 
-/// What `load` found in a file.
+/// What `load` found in a file (tests read whole files this way).
+#[cfg(test)]
 #[derive(Debug)]
 pub struct Loaded<T> {
     /// The records, in file order.
@@ -40,6 +41,7 @@ pub struct Loaded<T> {
 
 /// Opens (creating if needed) a JSON-lines file, parses every record, and cuts a torn last
 /// line. Returns the open file positioned for appending and what it held.
+#[cfg(test)]
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(File, Loaded<T>)> {
     let (mut file, bytes) = open_and_read(path)?;
     let loaded = parse_lines(path, &bytes)?;
@@ -73,9 +75,10 @@ fn cut_tail(path: &Path, file: &mut File, len: u64, cut: u64) -> Result<()> {
     Ok(())
 }
 
-/// Like `load`, but hands each record to `each` (with its 1-based line number) instead of
-/// collecting them, so a large file is never held as parsed records all at once. Returns the
-/// open file and its length after any torn tail was cut.
+/// Opens (creating if needed) a JSON-lines file and hands each record to `each` with its
+/// 1-based line number, so a large file is never held as parsed records all at once; a torn
+/// last line is cut, a corrupt one in the middle is an error naming file and line. Returns
+/// the open file, positioned for appending, and its length after any cut.
 pub fn load_each<T: DeserializeOwned>(
     path: &Path,
     mut each: impl FnMut(usize, T) -> Result<()>,
@@ -88,6 +91,7 @@ pub fn load_each<T: DeserializeOwned>(
 }
 
 /// Parses JSON lines; see `load`. Separate from the file so it can be tested on bytes.
+#[cfg(test)]
 pub fn parse_lines<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<Loaded<T>> {
     let mut records = Vec::new();
     let mut offsets = Vec::new();

@@ -266,7 +266,7 @@ fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order(
                         break;
                     }
                     let name = ["GameStart", "FishCo", "BoarCo"][(i % 3) as usize].to_string();
-                    let kind = if (i + t as u64) % 2 == 0 {
+                    let kind = if (i + t as u64).is_multiple_of(2) {
                         "sell"
                     } else {
                         "buy"
