@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
 use actix::prelude::*;
-use actix_web::{web, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -331,10 +331,7 @@ fn to_api(e: MailboxError) -> ApiError {
 
 /// Loads the catalog from `config` (stopping with a clear message if its files are damaged)
 /// and serves on `listener` until the process is stopped.
-///
-/// The actors start on the first HTTP worker's thread: with one worker (the default) a
-/// lookup or trade is a message to an actor on the same thread rather than a wake-up of
-/// another thread and back (see docs/performance.md).
+/// The actors start on the first HTTP worker's thread (`http::serve`).
 pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
     let loaded = LoadedCatalog::load(CatalogOptions {
         dir: config.service_dir("catalog"),
@@ -344,42 +341,29 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         snapshot_every: config.catalog.snapshot_every,
     })
     .map_err(|e| anyhow::anyhow!("catalog cannot start: {e}"))?;
-    let loaded = std::sync::Mutex::new(Some(loaded));
     let incarnation = rand::random::<u64>();
     let timeout = config.request_timeout();
-    let actors: std::sync::OnceLock<CatalogState> = std::sync::OnceLock::new();
-    let actors = std::sync::Arc::new((actors, loaded));
-    let metrics = Metrics::new("catalog");
     let workers = http::workers(config.catalog.workers);
     log::info!(
         "catalog listening on {} (incarnation {incarnation:016x}, {workers} HTTP workers)",
         listener.local_addr()?
     );
-    HttpServer::new(move || {
-        let state = actors
-            .0
-            .get_or_init(|| {
-                let publisher = Publisher::new(incarnation, timeout).start();
-                let loaded = actors
-                    .1
-                    .lock()
-                    .expect("catalog loader")
-                    .take()
-                    .expect("loaded once");
-                CatalogState {
-                    catalog: loaded.start(Some(publisher.clone().recipient())),
-                    publisher,
-                }
-            })
-            .clone();
-        http::app("catalog", metrics.clone(), move |cfg| {
+    http::serve(
+        "catalog",
+        Metrics::new("catalog"),
+        listener,
+        workers,
+        move || {
+            let publisher = Publisher::new(incarnation, timeout).start();
+            CatalogState {
+                catalog: loaded.start(Some(publisher.clone().recipient())),
+                publisher,
+            }
+        },
+        |state, cfg| {
             cfg.app_data(web::Data::new(state));
             configure(cfg);
-        })
-    })
-    .workers(workers)
-    .listen(listener)?
-    .run()
-    .await?;
-    Ok(())
+        },
+    )
+    .await
 }

@@ -12,11 +12,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
 use crate::supervisor::{self, CurrentLeader, Leader, Recheck, Supervisor};
 use actix::prelude::*;
-use actix_web::{web, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::num::NonZeroUsize;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tradenet_actors::cache::{self, CacheActor, CacheStatus};
 use tradenet_actors::orderlog::Order;
@@ -419,10 +418,8 @@ fn start_actors(config: &Config) -> FrontendState {
 
 /// Starts the front end and serves on `listener` until the process is stopped.
 ///
-/// The actors (cache, catalog link, supervisor) are started by the first HTTP worker, on its
-/// own thread: with one worker (the default) a cache hit is a message to an actor on the same
-/// thread, not a wake-up of another thread and back, which a profile showed to be most of
-/// the cost of a hit. More workers share the same actors through their addresses.
+/// The actors (cache, catalog link, supervisor) start on the first HTTP worker's thread
+/// (`http::serve`): with one worker, the default, a cache hit never wakes another thread.
 pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
     let metrics = Metrics::new("frontend");
     let timeout = config.request_timeout();
@@ -431,18 +428,17 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         "front end listening on {} ({workers} HTTP workers)",
         listener.local_addr()?
     );
-    let actors: Arc<OnceLock<FrontendState>> = Arc::default();
-    HttpServer::new(move || {
-        let state = actors.get_or_init(|| start_actors(&config)).clone();
-        http::app("frontend", metrics.clone(), move |cfg| {
+    http::serve(
+        "frontend",
+        metrics,
+        listener,
+        workers,
+        move || start_actors(&config),
+        move |state, cfg| {
             cfg.app_data(web::Data::new(state))
                 .app_data(web::Data::new(http::client(timeout)));
             configure(cfg);
-        })
-    })
-    .workers(workers)
-    .listen(listener)?
-    .run()
-    .await?;
-    Ok(())
+        },
+    )
+    .await
 }

@@ -208,6 +208,51 @@ fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request(format!("malformed query: {err}")).into()
 }
 
+/// Serves a service's routes on `listener` until the process is stopped.
+///
+/// `start` makes the service's actors and shared state; it runs once, on the first HTTP
+/// worker's thread, so that with one worker (each service's default) a handler's message to
+/// an actor stays on its own thread instead of waking another one and back (the profile in
+/// docs/performance.md). More workers share that state through actor addresses. `routes`
+/// registers the state and the routes for each worker.
+pub async fn serve<S, Start, Routes>(
+    service: &'static str,
+    metrics: Metrics,
+    listener: std::net::TcpListener,
+    workers: usize,
+    start: Start,
+    routes: Routes,
+) -> anyhow::Result<()>
+where
+    S: Clone + Send + Sync + 'static,
+    Start: FnOnce() -> S + Send + 'static,
+    Routes: Fn(S, &mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let state = std::sync::Arc::new((
+        std::sync::OnceLock::<S>::new(),
+        std::sync::Mutex::new(Some(start)),
+    ));
+    actix_web::HttpServer::new(move || {
+        let (cell, start) = &*state;
+        let s = cell
+            .get_or_init(|| {
+                (start
+                    .lock()
+                    .expect("start lock")
+                    .take()
+                    .expect("started once"))()
+            })
+            .clone();
+        let routes = routes.clone();
+        app(service, metrics.clone(), move |cfg| routes(s, cfg))
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run()
+    .await?;
+    Ok(())
+}
+
 /// Number of HTTP workers: the configured count, or one per core for 0.
 pub fn workers(configured: usize) -> usize {
     if configured > 0 {

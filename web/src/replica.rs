@@ -15,11 +15,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::frontend::PlaceOrder;
 use crate::http::{self, ok, resource, Metrics};
 use actix::Addr;
-use actix_web::{web, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tradenet_actors::catalog::{TradeOutcome, TradeRequest};
@@ -903,70 +903,57 @@ async fn stream(
 /// damaged) and serves on `listener` until the process is stopped; it answers `/health` once
 /// it has recovered from its peers.
 ///
-/// The order store actor and the recovery task start on the first HTTP worker's thread: with
-/// one worker (the default) a request to the store is a message on the same thread rather
-/// than a wake-up of another thread and back (see docs/performance.md).
+/// The order store actor and the recovery task start on the first HTTP worker's thread
+/// (`http::serve`).
 pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> anyhow::Result<()> {
     config.replica(id)?;
     let loaded = LoadedStore::load(&config.service_dir(&format!("order-{id}")), config.fsync)
         .map_err(|e| anyhow::anyhow!("order replica {id} cannot start: {e}"))?;
-    let loaded = Mutex::new(Some(loaded));
-    let replica: OnceLock<Shared> = OnceLock::new();
-    let metrics = Metrics::new(&format!("order-{id}"));
     let timeout = config.request_timeout();
     let workers = http::workers(config.order.workers);
     log::info!(
         "order replica {id} listening on {} ({workers} HTTP workers)",
         listener.local_addr()?
     );
-    let shared = Arc::new((replica, loaded, config));
-    HttpServer::new(move || {
-        let (replica, loaded, config) = &*shared;
-        let r = replica
-            .get_or_init(|| {
-                let store = loaded
-                    .lock()
-                    .expect("store loader")
-                    .take()
-                    .expect("loaded once")
-                    .start();
-                let (appended, _) = watch::channel(0);
-                let r: Shared = Arc::new(Replica {
-                    id,
-                    peers: config
-                        .replicas
-                        .iter()
-                        .filter(|r| r.id != id)
-                        .cloned()
-                        .collect(),
-                    store,
-                    catalog_url: crate::config::url(&config.catalog.addr),
-                    timeout,
-                    replicate_timeout: Duration::from_millis(config.order.replicate_timeout_ms),
-                    retry: config.heartbeat(),
-                    batch_limit: config.order.batch_limit.max(1),
-                    inner: Mutex::new(Inner {
-                        phase: Phase::Recovering,
-                        streams: HashMap::new(),
-                        catching_up: false,
-                    }),
-                    appended,
-                    ready: http::Readiness::default(),
-                });
-                actix_rt::spawn(recover(r.clone()));
-                r
-            })
-            .clone();
-        http::app("order", metrics.clone(), move |cfg| {
+    let start = move || {
+        let (appended, _) = watch::channel(0);
+        let r: Shared = Arc::new(Replica {
+            id,
+            peers: config
+                .replicas
+                .iter()
+                .filter(|r| r.id != id)
+                .cloned()
+                .collect(),
+            store: loaded.start(),
+            catalog_url: crate::config::url(&config.catalog.addr),
+            timeout,
+            replicate_timeout: Duration::from_millis(config.order.replicate_timeout_ms),
+            retry: config.heartbeat(),
+            batch_limit: config.order.batch_limit.max(1),
+            inner: Mutex::new(Inner {
+                phase: Phase::Recovering,
+                streams: HashMap::new(),
+                catching_up: false,
+            }),
+            appended,
+            ready: http::Readiness::default(),
+        });
+        actix_rt::spawn(recover(r.clone()));
+        r
+    };
+    http::serve(
+        "order",
+        Metrics::new(&format!("order-{id}")),
+        listener,
+        workers,
+        start,
+        move |r: Shared, cfg| {
             cfg.app_data(web::Data::new(r.ready.clone()))
                 .app_data(web::Data::new(r))
                 .app_data(web::Data::new(http::client(timeout)));
             configure(cfg);
-        })
-    })
-    .workers(workers)
-    .listen(listener)?
-    .run()
-    .await?;
-    Ok(())
+        },
+    )
+    .await
 }
