@@ -34,27 +34,6 @@ fn trade(addr: &str, rid: &str, name: &str, kind: &str, quantity: u64) -> Option
     )
 }
 
-fn catalog_status(addr: &str) -> Value {
-    get(addr, "/status").1
-}
-
-fn quantities(addr: &str) -> HashMap<String, (u64, u64)> {
-    catalog_status(addr)["stocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_string(),
-                (
-                    s["quantity"].as_u64().unwrap(),
-                    s["volume"].as_u64().unwrap(),
-                ),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_rid_twice() {
     let mut c = catalog_only();
@@ -133,20 +112,7 @@ fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_r
         "every sent rid applied exactly once after retries"
     );
     // Conservation over the journal.
-    let q = quantities(&addr);
-    for name in names {
-        let (mut qty, mut vol) = (100i64, 0u64);
-        for t in trades.iter().filter(|t| t["name"] == name) {
-            let n = t["quantity"].as_u64().unwrap();
-            qty += if t["type"] == "buy" {
-                -(n as i64)
-            } else {
-                n as i64
-            };
-            vol += n;
-        }
-        assert_eq!(q[name], (qty as u64, vol), "{name}");
-    }
+    assert_conservation(&addr, trades);
 }
 
 #[test]
@@ -173,8 +139,7 @@ fn torn_journal_tail_is_cut_on_restart() {
         "{}",
         c.log("catalog")
     );
-    let q = quantities(&addr);
-    assert_eq!(q["FishCo"], (94, 6));
+    assert_eq!(catalog_stocks(&addr)["FishCo"], (94, 6));
     // The catalog keeps working and numbering after the cut.
     let (_, body) = trade(&addr, &rid(9), "FishCo", "sell", 1).unwrap();
     assert_eq!(body["data"]["seq"], 4);

@@ -7,19 +7,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn leader_and_epoch(addr: &str) -> Option<(u64, u64)> {
-    let s = get(addr, "/status").1;
-    let leader = s["leader"].as_u64()?;
-    let serving = s["replicas"]
-        .as_array()?
-        .iter()
-        .any(|r| r["id"] == leader && r["role"] == "leader");
-    serving.then(|| (leader, s["epoch"].as_u64().unwrap_or(0)))
-}
-
 fn both_agree(a: &str, b: &str) -> Option<(u64, u64)> {
-    let x = leader_and_epoch(a)?;
-    (Some(x) == leader_and_epoch(b)).then_some(x)
+    let x = serving_leader(a)?;
+    (Some(x) == serving_leader(b)).then_some(x)
 }
 
 fn number(body: &Value) -> u64 {

@@ -4,6 +4,9 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+/// Every stock's quantity in a fresh catalog (the default config).
+pub const INITIAL: i64 = 100;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -409,4 +412,66 @@ pub fn error_code(body: &Value) -> u64 {
     e["code"]
         .as_u64()
         .unwrap_or_else(|| panic!("error object without code: {body}"))
+}
+
+/// The leader a front end routes orders to, and its epoch, once that replica serves as leader.
+pub fn serving_leader(frontend: &str) -> Option<(u64, u64)> {
+    let s = try_get(frontend, "/status")?.1;
+    let leader = s["leader"].as_u64()?;
+    let serving = s["replicas"]
+        .as_array()?
+        .iter()
+        .any(|r| r["id"] == leader && r["role"] == "leader");
+    serving.then(|| (leader, s["epoch"].as_u64().unwrap_or(0)))
+}
+
+/// The catalog's stock table from its /status: name -> (quantity, volume).
+pub fn catalog_stocks(catalog: &str) -> BTreeMap<String, (i64, i64)> {
+    let (status, body) = get(catalog, "/status");
+    assert_eq!(status, 200, "catalog /status: {body}");
+    body["stocks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("catalog /status without stocks: {body}"))
+        .iter()
+        .map(|s| {
+            let n = |k: &str| s[k].as_i64().unwrap();
+            (
+                s["name"].as_str().unwrap().to_string(),
+                (n("quantity"), n("volume")),
+            )
+        })
+        .collect()
+}
+
+/// Rule 3 for every listed stock: quantity = initial - buys + sells and volume = every traded
+/// unit, over `records` (orders from a log, or the catalog's trade records: both have name,
+/// type and quantity).
+pub fn assert_conservation(catalog: &str, records: &[Value]) {
+    let mut expect: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for o in records {
+        let q = o["quantity"].as_i64().unwrap();
+        let e = expect
+            .entry(o["name"].as_str().unwrap().to_string())
+            .or_insert((INITIAL, 0));
+        match o["type"].as_str().unwrap() {
+            "buy" => e.0 -= q,
+            "sell" => e.0 += q,
+            other => panic!("record of unknown type {other}: {o}"),
+        }
+        e.1 += q;
+    }
+    let stocks = catalog_stocks(catalog);
+    for name in expect.keys() {
+        assert!(
+            stocks.contains_key(name),
+            "{name} is traded but not listed by the catalog"
+        );
+    }
+    for (name, got) in &stocks {
+        let want = expect.get(name).copied().unwrap_or((INITIAL, 0));
+        assert_eq!(
+            *got, want,
+            "conservation for {name}: catalog (quantity, volume) vs initial and the records"
+        );
+    }
 }

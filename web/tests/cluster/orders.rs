@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Every default stock starts with this quantity.
-const INITIAL: i64 = 100;
 /// Deadline for one failover step (new leader, returning replica, ...).
 const STEP: Duration = Duration::from_secs(20);
 
@@ -114,58 +113,6 @@ fn assert_consecutive(log: &[Value]) -> u64 {
     log.len() as u64
 }
 
-/// The catalog's stock table from its /status: name -> (quantity, volume).
-fn catalog_stocks(c: &Cluster) -> BTreeMap<String, (i64, i64)> {
-    let (status, body) = get(&c.catalog, "/status");
-    assert_eq!(status, 200, "catalog /status: {body}");
-    body["stocks"]
-        .as_array()
-        .unwrap_or_else(|| panic!("catalog /status without stocks: {body}"))
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_string(),
-                (
-                    s["quantity"].as_i64().unwrap(),
-                    s["volume"].as_i64().unwrap(),
-                ),
-            )
-        })
-        .collect()
-}
-
-/// Rule 3 for every listed stock: quantity = initial - buys + sells and volume = every traded
-/// unit, over `log`.
-fn assert_conservation(c: &Cluster, log: &[Value]) {
-    let mut expect: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for o in log {
-        let q = o["quantity"].as_i64().unwrap();
-        let e = expect
-            .entry(o["name"].as_str().unwrap().to_string())
-            .or_insert((INITIAL, 0));
-        match o["type"].as_str().unwrap() {
-            "buy" => e.0 -= q,
-            "sell" => e.0 += q,
-            other => panic!("order of unknown type {other}: {o}"),
-        }
-        e.1 += q;
-    }
-    let stocks = catalog_stocks(c);
-    for name in expect.keys() {
-        assert!(
-            stocks.contains_key(name),
-            "the log trades {name}, which the catalog does not list"
-        );
-    }
-    for (name, got) in &stocks {
-        let want = expect.get(name).copied().unwrap_or((INITIAL, 0));
-        assert_eq!(
-            *got, want,
-            "conservation for {name}: catalog (quantity, volume) vs initial and the order log"
-        );
-    }
-}
-
 /// Rule 1, the sharpest case: the leader is SIGKILLed the moment it has answered.
 #[test]
 fn leader_killed_right_after_answering_keeps_the_order() {
@@ -222,7 +169,7 @@ fn leader_killed_right_after_answering_keeps_the_order() {
     let log = parse_log(&c.wait_converged());
     assert_eq!(assert_consecutive(&log), n + 1);
     assert_eq!(log[n as usize], held[0]);
-    assert_conservation(&c, &log);
+    assert_conservation(&c.catalog, &log);
 }
 
 /// What one trader thread saw.
@@ -435,7 +382,7 @@ fn traders_see_no_errors_while_replicas_die_and_return() {
             "order {num} read back"
         );
     }
-    assert_conservation(&c, &log);
+    assert_conservation(&c.catalog, &log);
 }
 
 /// The request id the front end derives from an Idempotency-Key: the first 16 bytes of its
@@ -453,7 +400,7 @@ fn key_rid(key: &str) -> String {
 #[test]
 fn idempotency_key_trades_once_even_across_a_leader_kill() {
     let mut c = Cluster::up(Opts::default());
-    let volume = |c: &Cluster, name: &str| catalog_stocks(c)[name].1;
+    let volume = |c: &Cluster, name: &str| catalog_stocks(&c.catalog)[name].1;
 
     let v0 = volume(&c, "BoarCo");
     let (s1, b1) = place_with_key(&c, "key-one", "BoarCo", "buy", 4);
@@ -512,7 +459,7 @@ fn idempotency_key_trades_once_even_across_a_leader_kill() {
             "order {n}'s request id is derived from {key:?}"
         );
     }
-    assert_conservation(&c, &log);
+    assert_conservation(&c.catalog, &log);
 }
 
 /// Rule 4: a leader that wrote an order and died before replicating it drops that entry when
@@ -580,7 +527,7 @@ fn returning_replica_drops_a_dead_leaders_unreplicated_tail() {
     wait_leader_is(&c, 3);
     assert_eq!(place(&c, "GameStart", "sell", 1), 4);
     let log = parse_log(&c.wait_converged());
-    assert_conservation(&c, &log);
+    assert_conservation(&c.catalog, &log);
 }
 
 /// Rule 3: a leader that died between the catalog's answer and its own log write left a trade
@@ -629,7 +576,7 @@ fn trade_applied_at_the_catalog_but_not_recorded_is_found_by_the_next_leader() {
     let log = parse_log(&c.wait_converged());
     assert_eq!(assert_consecutive(&log), 3);
     assert_eq!(log.iter().filter(|o| o["rid"] == rid).count(), 1, "{log:?}");
-    assert_conservation(&c, &log);
+    assert_conservation(&c.catalog, &log);
 }
 
 /// "Never a hang": with every replica down an order is refused at once with 503, and trading
@@ -683,7 +630,7 @@ fn all_replicas_down_gives_503_quickly_then_trading_resumes() {
     );
     let log = parse_log(&std::fs::read(c.data("order-1").join("orders.jsonl")).unwrap());
     assert_eq!(assert_consecutive(&log), 2);
-    assert_conservation(&c, &log);
+    assert_conservation(&c.catalog, &log);
 }
 
 /// Rule 1 when the followers have just come back: the leader answers orders while its
@@ -789,5 +736,5 @@ fn leader_killed_while_followers_rejoin_keeps_every_acknowledged_number() {
         lacking.is_empty(),
         "live followers lacked acknowledged orders: {lacking:#?}"
     );
-    assert_conservation(&c, &log);
+    assert_conservation(&c.catalog, &log);
 }

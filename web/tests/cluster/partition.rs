@@ -182,19 +182,9 @@ impl Drop for Hosts {
     }
 }
 
-fn leader_of(fe: &str) -> Option<(u64, u64)> {
-    let s = try_get(fe, "/status")?.1;
-    let leader = s["leader"].as_u64()?;
-    let serving = s["replicas"]
-        .as_array()?
-        .iter()
-        .any(|r| r["id"] == leader && r["role"] == "leader");
-    serving.then(|| (leader, s["epoch"].as_u64().unwrap_or(0)))
-}
-
 fn both_lead(f1: &str, f2: &str, id: u64) -> Option<u64> {
-    let (a, e) = leader_of(f1)?;
-    let (b, e2) = leader_of(f2)?;
+    let (a, e) = serving_leader(f1)?;
+    let (b, e2) = serving_leader(f2)?;
     (a == id && b == id && e == e2).then_some(e)
 }
 
@@ -386,25 +376,7 @@ fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order(
     for (i, o) in log.iter().enumerate() {
         assert_eq!(o["number"], i as u64);
     }
-    let stocks = get(&cat, "/status").1;
-    for s in stocks["stocks"].as_array().unwrap() {
-        let name = s["name"].as_str().unwrap();
-        let (mut q, mut v) = (100i64, 0u64);
-        for o in log.iter().filter(|o| o["name"] == name) {
-            let n = o["quantity"].as_u64().unwrap();
-            q += if o["type"] == "buy" {
-                -(n as i64)
-            } else {
-                n as i64
-            };
-            v += n;
-        }
-        assert_eq!(
-            (s["quantity"].as_i64(), s["volume"].as_u64()),
-            (Some(q), Some(v)),
-            "{name}"
-        );
-    }
+    assert_conservation(&cat, &log);
     let errors = errors.lock().unwrap().clone();
     assert!(
         errors.is_empty(),
