@@ -108,9 +108,10 @@ pub fn parse_lines<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<Loa
     })
 }
 
-/// Calls `each(line, offset, record)` for every good record; returns (good length, bytes of
-/// a torn tail to cut). A bad line with good lines after it is corruption.
-fn for_each_line<T: DeserializeOwned>(
+/// Calls `each(line, offset, record)` for every good record of `bytes` (the contents of
+/// `path`); returns (good length, bytes of a torn tail to cut). A bad line with good lines
+/// after it is corruption. `load_each` reads files this way; the simulator's disks too.
+pub fn for_each_line<T: DeserializeOwned>(
     path: &Path,
     bytes: &[u8],
     mut each: impl FnMut(usize, u64, T) -> Result<()>,

@@ -180,6 +180,21 @@ impl OrderLog {
         self.push(o).map(|_| ())
     }
 
+    /// Rebuilds a log from the bytes of an order file (`path` names it in errors): a torn
+    /// tail is left out; returns the log and the length of the good part.
+    pub fn from_bytes(path: &std::path::Path, bytes: &[u8]) -> crate::Result<(OrderLog, u64)> {
+        let mut log = OrderLog::default();
+        let (len, _) = crate::journal::for_each_line(path, bytes, |line, _, order| {
+            log.load(order).map_err(|reason| crate::Error::Corrupt {
+                path: path.to_path_buf(),
+                line,
+                reason,
+            })
+        })?;
+        log.set_file_len(len);
+        Ok((log, len))
+    }
+
     /// Number the next order gets.
     pub fn next_number(&self) -> u64 {
         self.rids.len() as u64

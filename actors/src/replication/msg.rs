@@ -1,0 +1,216 @@
+//! What the replication machines say to each other, as plain values: the requests a replica
+//! takes (from the supervisor, a front end, its leader or a peer taking over), its answers, and
+//! the calls it makes to the catalog. The HTTP drivers map each request to one path of the
+//! internal API and each body to JSON; the simulator passes the same values through its
+//! network. Nothing here does I/O.
+
+use crate::orderlog::{EntryId, Order};
+use crate::types::Epoch;
+use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
+pub use crate::wire::frontend::PlaceOrder;
+use serde::{Deserialize, Serialize};
+
+/// A process of the cluster, as the machines name it: a replica's configured id, or one of the
+/// ids the drivers and the simulator give to front ends.
+pub type NodeId = u64;
+
+/// Milliseconds on the caller's clock. Machines never read a clock; time comes in with
+/// `tick(now)`.
+pub type Millis = u64;
+
+/// The leadership a replica has accepted: an epoch and the replica that leads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Term {
+    /// Epoch number; 0 before any election.
+    pub epoch: Epoch,
+    /// Id of that epoch's leader.
+    pub leader: Option<NodeId>,
+}
+
+/// A replica's role, as it reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Started, not yet known to be in step with a leader (or to have none).
+    Recovering,
+    /// Applies its leader's batches.
+    Follower,
+    /// Named leader; pulling what it lacks from peers and the catalog before it serves.
+    TakingOver,
+    /// Serves orders.
+    Leader,
+}
+
+impl Role {
+    /// True for a replica that leads or is about to.
+    pub fn is_leading(self) -> bool {
+        matches!(self, Role::Leader | Role::TakingOver)
+    }
+
+    /// The word used in JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Recovering => "recovering",
+            Role::Follower => "follower",
+            Role::TakingOver => "taking_over",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A replica's answer to the heartbeat (`GET /internal/v1/state`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    /// Replica id.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Able to take part: recovered and in step with its leader, or no leader to follow.
+    pub ready: bool,
+    /// Last entry held durably.
+    pub last: Option<EntryId>,
+    /// Accepted term.
+    pub term: Term,
+    /// Leader only: followers it does not wait for (unreachable, too slow, or catching up).
+    /// The supervisor counts them as not live until they are in step again.
+    #[serde(default)]
+    pub lagging: Vec<NodeId>,
+}
+
+/// A batch from the leader (`POST /internal/v1/replicate`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Append {
+    /// The leader's term.
+    pub term: Term,
+    /// The entry just before the batch (None: the batch starts at order 0).
+    pub prev: Option<EntryId>,
+    /// Consecutive orders; empty for a probe.
+    pub orders: Vec<Order>,
+    /// The leader's last entry, so a follower knows when it is in step.
+    #[serde(default)]
+    pub leader_last: Option<EntryId>,
+}
+
+/// A follower's answer to a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// False when `prev` is not in this log: the leader must go back.
+    pub matched: bool,
+    /// Our last entry afterwards (durable when `matched`).
+    pub last: Option<EntryId>,
+}
+
+/// A replica taking over asks a peer for orders it lacks (`POST /internal/v1/fetch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fetch {
+    /// The asker's entry to continue after (None: from order 0).
+    pub after: Option<EntryId>,
+    /// At most this many orders (0: only say whether `after` matches).
+    pub limit: usize,
+    /// At most this many bytes of orders (one order is always sent if any).
+    pub max_bytes: usize,
+}
+
+/// A peer's answer to `Fetch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetched {
+    /// The orders after `after`; `None` when this log does not hold `after`.
+    pub orders: Option<Vec<Order>>,
+    /// This log's last durable entry.
+    pub last: Option<EntryId>,
+}
+
+/// Everything a replica can be asked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// The supervisor's heartbeat.
+    State,
+    /// The supervisor announces a term.
+    Term(Term),
+    /// A front end places an order (leader only).
+    Place(PlaceOrder),
+    /// A front end reads an order.
+    Get(u64),
+    /// The leader's batch.
+    Append(Append),
+    /// A peer taking over pulls orders.
+    Fetch(Fetch),
+}
+
+impl Request {
+    /// Short name, for logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::State => "state",
+            Request::Term(_) => "term",
+            Request::Place(_) => "place",
+            Request::Get(_) => "get",
+            Request::Append(_) => "append",
+            Request::Fetch(_) => "fetch",
+        }
+    }
+}
+
+/// A replica's answer to a `Request`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    /// To `State`.
+    State(ReplicaState),
+    /// To `Term`: accepted (and durable).
+    TermAccepted,
+    /// To `Place` and `Get`: the order.
+    Order(Order),
+    /// To `Append`.
+    Appended(Appended),
+    /// To `Fetch`.
+    Fetched(Fetched),
+}
+
+/// Who asked, so that the answer finds its way back: the asker's node id and a number the
+/// asker (or its driver) chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Envelope {
+    /// The asking node.
+    pub from: NodeId,
+    /// The asker's number for this request.
+    pub id: u64,
+}
+
+/// A call a leader makes to the catalog.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CatalogCall {
+    /// `POST /internal/v1/trade`: apply one trade under a request id, fenced by epoch.
+    Trade(TradeRequest),
+    /// `POST /internal/v1/trades/since`: durable trades after `after`; raises the catalog's
+    /// fencing epoch to `epoch` first.
+    TradesSince {
+        /// Last trade sequence number already held.
+        after: u64,
+        /// The asking leader's epoch.
+        epoch: Epoch,
+        /// At most this many trades.
+        limit: usize,
+    },
+}
+
+/// The catalog's answer to a `CatalogCall`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CatalogAnswer {
+    /// To `Trade`.
+    Traded(TradeOutcome),
+    /// To `TradesSince`.
+    Trades {
+        /// The trades, in sequence order.
+        trades: Vec<TradeRecord>,
+        /// False when trades asked for have left the catalog's window.
+        complete: bool,
+    },
+}

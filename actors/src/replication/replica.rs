@@ -1,0 +1,1824 @@
+//! One order replica's protocol as a pure state machine: requests, answers, catalog answers,
+//! completed disk writes and clock ticks go in through `step`; what to send, write and answer
+//! comes out as `Effect`s. No socket, no task, no clock: the HTTP driver in `web/` and the
+//! simulator in `sim` execute the effects.
+//!
+//! The protocol, in the exchange's words:
+//!
+//! - **Terms.** The supervisor names a leader with a term `(epoch, leader)`. A replica accepts
+//!   a term that is not older than the one it holds (persisting it before it answers), and
+//!   refuses older epochs and a second leader in the same epoch (rule 5).
+//! - **Numbers come from the catalog.** The leader trades at the catalog under the order's
+//!   request id and its epoch; the catalog's trade sequence number minus one is the order
+//!   number. So every log that holds order `n` holds the same trade under it; logs can differ
+//!   only in which epoch wrote an entry and in how far they reach.
+//! - **Takeover.** A replica named leader asks every peer for its state, pulls from the
+//!   freshest one what it lacks (matching logs by `(number, epoch)`, dropping a tail only it
+//!   held), then asks the catalog for every trade after its last order (which also fences the
+//!   old leader at the catalog) and records them in its own epoch. Then it serves.
+//! - **Replication.** The leader streams its log to each follower, one batch in flight, each
+//!   batch bounded in count and bytes. A follower answers once the batch is durable. An order
+//!   is acknowledged once it is durable on the leader and on every follower the leader waits
+//!   for; a follower that fails or is slower than `replicate_timeout` stops being waited for
+//!   ("lagging", which the heartbeat reports so the supervisor counts it as not live) and is
+//!   brought back in step by the same stream, however far behind it is.
+//! - **Reads** of an order are answered by a serving leader once the order is acknowledged;
+//!   an order it does not hold yet is a retryable answer, never "unknown" (rule 9).
+
+use super::msg::*;
+use crate::catalog::MAX_TRADE_QUANTITY;
+use crate::orderlog::{EntryId, Fit, Order, OrderLog};
+use crate::types::{validate_name, Epoch, RequestId};
+use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
+use crate::Error;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// How a replica behaves; the drivers fill it from the configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica's id.
+    pub id: NodeId,
+    /// The other replicas' ids.
+    pub peers: Vec<NodeId>,
+    /// A peer or the catalog slower than this is given up on (the call is treated as failed).
+    pub replicate_timeout: Millis,
+    /// Pause before a failed follower or takeover step is tried again.
+    pub retry: Millis,
+    /// Largest batch, in bytes of order lines; keep it below the receiver's body limit.
+    pub max_batch_bytes: usize,
+    /// Largest batch, in orders.
+    pub max_batch_orders: usize,
+    /// How long an order may wait behind a missing earlier one before the leader fetches the
+    /// missing trades from the catalog.
+    pub gap_wait: Millis,
+    /// How long a returning replica waits to be brought in step by a leader before it reports
+    /// ready anyway (the leader still reports it lagging until it is in step).
+    pub recovery_wait: Millis,
+    /// Simulator self-test only: a deliberate protocol flaw; `None` in every real process.
+    pub flaw: Option<Flaw>,
+}
+
+impl Config {
+    /// Defaults matching `config/default.toml`, for replica `id` among `peers`.
+    pub fn new(id: NodeId, peers: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            peers,
+            replicate_timeout: 1000,
+            retry: 200,
+            max_batch_bytes: 48 * 1024,
+            max_batch_orders: 10_000,
+            gap_wait: 250,
+            recovery_wait: 1000,
+            flaw: None,
+        }
+    }
+}
+
+/// Deliberately broken variants of the protocol, so the simulator can show that it catches
+/// each one. Never set outside the simulator's tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// The leader answers an order once it is durable locally, without waiting for followers.
+    AckBeforeFollowers,
+    /// Terms and batches from older epochs are accepted.
+    SkipEpochCheck,
+    /// The leader forgets request ids: a retried order is traded again under a new id.
+    ForgetRequestIds,
+    /// Batches are bounded by count only, not bytes.
+    UnboundedBatches,
+}
+
+/// A durable write to execute, in order. Each has a ticket; `Event::Durable(t)` says every
+/// write up to ticket `t` is on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Append these order lines (one JSON object a line, no trailing newline on the last; the
+    /// writer adds one per order).
+    Append {
+        /// The ticket.
+        ticket: u64,
+        /// Serialized orders, one per element.
+        lines: Vec<Vec<u8>>,
+    },
+    /// Cut the order file to `file_len` bytes (orders from `from` on are dropped).
+    Truncate {
+        /// The ticket.
+        ticket: u64,
+        /// First order number dropped.
+        from: u64,
+        /// The file's length afterwards.
+        file_len: u64,
+    },
+    /// Replace the term file.
+    SaveTerm {
+        /// The ticket.
+        ticket: u64,
+        /// The term to keep.
+        term: Term,
+    },
+}
+
+impl Write {
+    /// This write's ticket.
+    pub fn ticket(&self) -> u64 {
+        match self {
+            Write::Append { ticket, .. }
+            | Write::Truncate { ticket, .. }
+            | Write::SaveTerm { ticket, .. } => *ticket,
+        }
+    }
+}
+
+/// What happens to a replica.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Time passed.
+    Tick,
+    /// Someone asks something.
+    Request(Envelope, Request),
+    /// A peer answered request `id` (or the call failed: unreachable, timed out, refused).
+    Reply {
+        /// The peer.
+        from: NodeId,
+        /// Our number for the request.
+        id: u64,
+        /// Its answer.
+        result: Result<Response, Error>,
+    },
+    /// The catalog answered call `id`.
+    CatalogReply {
+        /// Our number for the call.
+        id: u64,
+        /// Its answer.
+        result: Result<CatalogAnswer, Error>,
+    },
+    /// Every write up to this ticket is durable.
+    Durable(u64),
+}
+
+/// What a replica wants done.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    /// Send a request to a peer; its answer comes back as `Event::Reply` with this id.
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// Our number for it.
+        id: u64,
+        /// The request.
+        request: Request,
+    },
+    /// Answer a request.
+    Respond {
+        /// Who asked.
+        to: Envelope,
+        /// The answer.
+        result: Result<Response, Error>,
+    },
+    /// Call the catalog; its answer comes back as `Event::CatalogReply` with this id.
+    Catalog {
+        /// Our number for it.
+        id: u64,
+        /// The call.
+        call: CatalogCall,
+    },
+    /// Write to disk.
+    Write(Write),
+}
+
+/// What is done with an order a catalog trade gave us.
+struct Trading {
+    id: u64,
+    sent_at: Millis,
+    waiting: Vec<Envelope>,
+}
+
+/// The leader's view of one follower.
+#[derive(Clone, Debug)]
+struct Progress {
+    /// Waited for by acknowledgements (in step, or still being probed at leadership start).
+    waited: bool,
+    /// Entries `0..matched` are known durable on the follower and equal to ours.
+    matched: u64,
+    /// Next entry to send.
+    next: u64,
+    /// The batch in flight.
+    inflight: Option<Inflight>,
+    /// Lagging: try again at this time.
+    retry_at: Millis,
+    /// Looking for the last common entry after a mismatch: (known match count, known
+    /// mismatch number).
+    search: Option<(u64, u64)>,
+    /// Waited for at leadership start until this time; then lagging unless in step.
+    probe_deadline: Option<Millis>,
+}
+
+/// A batch in flight to a follower.
+#[derive(Clone, Copy, Debug)]
+struct Inflight {
+    id: u64,
+    sent_at: Millis,
+    /// Entries before the batch.
+    prev_count: u64,
+    /// Entries up to the batch's end.
+    upto: u64,
+    /// An empty batch sent to find the last common entry.
+    probe: bool,
+}
+
+struct Leadership {
+    epoch: Epoch,
+    followers: BTreeMap<NodeId, Progress>,
+    /// Answers waiting for their order to be acknowledged, by order number.
+    waiting: BTreeMap<u64, Vec<Envelope>>,
+    /// Orders at the catalog, by request id.
+    trading: BTreeMap<RequestId, Trading>,
+    /// Catalog call id -> request id.
+    calls: HashMap<u64, RequestId>,
+    /// Traded orders beyond our last (an earlier trade's answer has not come back yet).
+    held: BTreeMap<u64, Order>,
+    /// When the first order started waiting behind a gap.
+    gap_since: Option<Millis>,
+    /// A gap fill at the catalog: (call id, sent at).
+    filling: Option<(u64, Millis)>,
+    /// Reads of orders not yet durable here: (number, asker, since). One beyond our log is
+    /// answered "unknown" only once the catalog confirms it holds no such trade.
+    reads: Vec<(u64, Envelope, Millis)>,
+}
+
+enum TakeoverStep {
+    /// Asked every peer for its state.
+    Survey {
+        asked: HashMap<u64, NodeId>,
+        answers: BTreeMap<NodeId, Option<EntryId>>,
+        deadline: Millis,
+    },
+    /// Pulling from peer `from`.
+    Pull {
+        from: NodeId,
+        /// Known: our first `lo` entries are in their log; our entry `hi - 1` is not.
+        lo: u64,
+        hi: Option<u64>,
+        /// The fetch in flight: (id, sent at, (after how many of our entries, a probe)).
+        inflight: Option<(u64, Millis, (u64, bool))>,
+    },
+    /// Asking the catalog for trades after our last order.
+    Reconcile { inflight: Option<(u64, Millis)> },
+    /// Waiting for what we appended to be durable.
+    Settle { ticket: u64 },
+}
+
+struct Takeover {
+    epoch: Epoch,
+    step: TakeoverStep,
+    retry_at: Millis,
+    pulled: u64,
+    dropped: u64,
+    recorded: u64,
+}
+
+enum Phase {
+    Recovering {
+        asked: HashMap<u64, NodeId>,
+        answered: usize,
+        leader_seen: bool,
+        deadline: Millis,
+    },
+    Follower,
+    TakingOver(Takeover),
+    Leader(Box<Leadership>),
+}
+
+/// One replica; see the module docs.
+pub struct Replica {
+    cfg: Config,
+    log: OrderLog,
+    term: Term,
+    phase: Phase,
+    now: Millis,
+    next_id: u64,
+    next_ticket: u64,
+    durable_ticket: u64,
+    /// Writes not yet durable: (ticket, order count once it is durable).
+    writes: VecDeque<(u64, Option<u64>)>,
+    durable_len: u64,
+    /// Answers held until a write is durable.
+    deferred: VecDeque<(u64, Envelope, Result<Response, Error>)>,
+    out: Vec<Effect>,
+}
+
+impl Replica {
+    /// A replica starting from what its files held (`log` durable, `term` durable), at `now`.
+    /// It recovers first: asks its peers whether one leads, and reports ready once that leader
+    /// brought it in step, or when no one leads, or after `recovery_wait`.
+    pub fn new(cfg: Config, log: OrderLog, term: Term, now: Millis) -> (Replica, Vec<Effect>) {
+        let durable_len = log.next_number();
+        let mut r = Replica {
+            phase: Phase::Follower,
+            log,
+            term,
+            now,
+            next_id: 1,
+            next_ticket: 1,
+            durable_ticket: 0,
+            writes: VecDeque::new(),
+            durable_len,
+            deferred: VecDeque::new(),
+            out: Vec::new(),
+            cfg,
+        };
+        let mut asked = HashMap::new();
+        for p in r.cfg.peers.clone() {
+            let id = r.send(p, Request::State);
+            asked.insert(id, p);
+        }
+        r.phase = Phase::Recovering {
+            asked,
+            answered: 0,
+            leader_seen: false,
+            deadline: now + r.cfg.recovery_wait,
+        };
+        if r.cfg.peers.is_empty() {
+            r.phase = Phase::Follower;
+        }
+        let out = std::mem::take(&mut r.out);
+        (r, out)
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// The accepted term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        match self.phase {
+            Phase::Recovering { .. } => Role::Recovering,
+            Phase::Follower => Role::Follower,
+            Phase::TakingOver(_) => Role::TakingOver,
+            Phase::Leader(_) => Role::Leader,
+        }
+    }
+
+    /// The log (everything held in memory, durable or not).
+    pub fn log(&self) -> &OrderLog {
+        &self.log
+    }
+
+    /// How many orders are durable (orders `0..n`).
+    pub fn durable_len(&self) -> u64 {
+        self.durable_len
+    }
+
+    /// The heartbeat answer.
+    pub fn state(&self) -> ReplicaState {
+        let lagging = match &self.phase {
+            Phase::Leader(l) => l
+                .followers
+                .iter()
+                .filter(|(_, p)| !p.waited)
+                .map(|(id, _)| *id)
+                .collect(),
+            _ => Vec::new(),
+        };
+        ReplicaState {
+            id: self.cfg.id,
+            role: self.role(),
+            ready: !matches!(self.phase, Phase::Recovering { .. }),
+            last: self
+                .durable_len
+                .checked_sub(1)
+                .and_then(|n| self.log.id_at(n)),
+            term: self.term,
+            lagging,
+        }
+    }
+
+    /// The leader's acknowledgement point: orders below it are durable here and on every
+    /// follower waited for. `None` unless serving as leader.
+    pub fn acknowledged(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Leader(l) => Some(self.ack_point(l)),
+            _ => None,
+        }
+    }
+
+    /// Followers the leader currently waits for (None unless leading).
+    pub fn waited_followers(&self) -> Option<Vec<NodeId>> {
+        match &self.phase {
+            Phase::Leader(l) => Some(
+                l.followers
+                    .iter()
+                    .filter(|(_, p)| p.waited)
+                    .map(|(id, _)| *id)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Time passes.
+    pub fn tick(&mut self, now: Millis) -> Vec<Effect> {
+        self.step(now, Event::Tick)
+    }
+
+    /// Feeds one event at time `now`; returns what to do.
+    pub fn step(&mut self, now: Millis, event: Event) -> Vec<Effect> {
+        self.now = self.now.max(now);
+        match event {
+            Event::Tick => {}
+            Event::Request(env, req) => self.on_request(env, req),
+            Event::Reply { from, id, result } => self.on_reply(from, id, result),
+            Event::CatalogReply { id, result } => self.on_catalog(id, result),
+            Event::Durable(t) => self.on_durable(t),
+        }
+        self.on_time();
+        std::mem::take(&mut self.out)
+    }
+
+    // ----- plumbing -----
+
+    fn send(&mut self, to: NodeId, request: Request) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.out.push(Effect::Send { to, id, request });
+        id
+    }
+
+    fn call_catalog(&mut self, call: CatalogCall) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.out.push(Effect::Catalog { id, call });
+        id
+    }
+
+    fn respond(&mut self, to: Envelope, result: Result<Response, Error>) {
+        self.out.push(Effect::Respond { to, result });
+    }
+
+    /// Answers once every write issued so far is durable.
+    fn respond_when_durable(&mut self, to: Envelope, result: Result<Response, Error>) {
+        let last = self.next_ticket - 1;
+        if last <= self.durable_ticket {
+            self.respond(to, result);
+        } else {
+            self.deferred.push_back((last, to, result));
+        }
+    }
+
+    fn ticket(&mut self) -> u64 {
+        let t = self.next_ticket;
+        self.next_ticket += 1;
+        t
+    }
+
+    fn save_term(&mut self, term: Term) {
+        self.term = term;
+        let ticket = self.ticket();
+        self.writes.push_back((ticket, None));
+        self.out
+            .push(Effect::Write(Write::SaveTerm { ticket, term }));
+    }
+
+    /// Appends orders (consecutive from our next number) to the log and the disk.
+    fn append(&mut self, orders: Vec<Order>) {
+        if orders.is_empty() {
+            return;
+        }
+        let lines = orders.into_iter().map(|o| self.log.append(o)).collect();
+        let ticket = self.ticket();
+        self.writes
+            .push_back((ticket, Some(self.log.next_number())));
+        self.out
+            .push(Effect::Write(Write::Append { ticket, lines }));
+    }
+
+    /// Drops orders from `from` on.
+    fn truncate(&mut self, from: u64) -> u64 {
+        let dropped = self.log.next_number().saturating_sub(from);
+        if dropped == 0 {
+            return 0;
+        }
+        let file_len = self.log.truncate(from);
+        self.durable_len = self.durable_len.min(from);
+        for w in self.writes.iter_mut() {
+            if let Some(n) = &mut w.1 {
+                *n = (*n).min(from);
+            }
+        }
+        let ticket = self.ticket();
+        self.writes.push_back((ticket, Some(from)));
+        self.out.push(Effect::Write(Write::Truncate {
+            ticket,
+            from,
+            file_len,
+        }));
+        dropped
+    }
+
+    fn on_durable(&mut self, t: u64) {
+        if t <= self.durable_ticket {
+            return;
+        }
+        self.durable_ticket = t;
+        while self.writes.front().is_some_and(|w| w.0 <= t) {
+            let (_, len) = self.writes.pop_front().expect("front");
+            if let Some(len) = len {
+                self.durable_len = len.min(self.log.next_number());
+            }
+        }
+        while self.deferred.front().is_some_and(|d| d.0 <= t) {
+            let (_, to, result) = self.deferred.pop_front().expect("front");
+            self.respond(to, result);
+        }
+        if let Phase::TakingOver(t_over) = &self.phase {
+            if let TakeoverStep::Settle { ticket } = t_over.step {
+                if ticket <= t {
+                    self.finish_takeover();
+                }
+            }
+        }
+        self.advance_acks();
+        self.answer_reads(false);
+    }
+
+    // ----- requests -----
+
+    fn on_request(&mut self, env: Envelope, req: Request) {
+        match req {
+            Request::State => {
+                let s = self.state();
+                self.respond(env, Ok(Response::State(s)));
+            }
+            Request::Term(term) => self.on_term(env, term),
+            Request::Place(order) => self.on_place(env, order),
+            Request::Get(n) => self.on_get(env, n),
+            Request::Append(a) => self.on_append(env, a),
+            Request::Fetch(f) => self.on_fetch(env, f),
+        }
+    }
+
+    /// Checks a term from a request; adopts it when newer. Err: fenced.
+    fn check_term(&mut self, term: Term, why: &str) -> Result<(), Error> {
+        let skip = self.cfg.flaw == Some(Flaw::SkipEpochCheck);
+        let conflict =
+            term.epoch == self.term.epoch && self.term.epoch > 0 && term.leader != self.term.leader;
+        if !skip && (term.epoch < self.term.epoch || conflict) {
+            return Err(Error::Fenced {
+                got: term.epoch,
+                known: self.term.epoch,
+            });
+        }
+        if term == self.term {
+            return Ok(());
+        }
+        if self.role().is_leading() && term.leader != Some(self.cfg.id) {
+            self.step_down(&format!(
+                "{why} names replica {:?} leader of epoch {}",
+                term.leader, term.epoch
+            ));
+        }
+        log::info!(
+            "replica {} accepts epoch {} led by replica {:?}",
+            self.cfg.id,
+            term.epoch,
+            term.leader
+        );
+        self.save_term(term);
+        Ok(())
+    }
+
+    fn valid_member(&self, id: Option<NodeId>) -> bool {
+        id.is_some_and(|l| l == self.cfg.id || self.cfg.peers.contains(&l))
+    }
+
+    fn on_term(&mut self, env: Envelope, term: Term) {
+        if term.epoch == 0 || !self.valid_member(term.leader) {
+            let msg = format!("a term needs an epoch above 0 and a known leader, got {term:?}");
+            return self.respond(env, Err(Error::BadRequest(msg)));
+        }
+        if let Err(e) = self.check_term(term, "the supervisor") {
+            return self.respond(env, Err(e));
+        }
+        let leading_epoch = match &self.phase {
+            Phase::Leader(l) => Some(l.epoch),
+            Phase::TakingOver(t) => Some(t.epoch),
+            _ => None,
+        };
+        if term.leader == Some(self.cfg.id) && leading_epoch != Some(term.epoch) {
+            if leading_epoch.is_some() {
+                self.step_down(&format!("named leader again in epoch {}", term.epoch));
+            }
+            self.start_takeover(term.epoch);
+        }
+        self.respond_when_durable(env, Ok(Response::TermAccepted));
+    }
+
+    fn on_append(&mut self, env: Envelope, a: Append) {
+        if a.term.leader == Some(self.cfg.id) || !self.valid_member(a.term.leader) {
+            let msg = format!("a batch from unknown leader {:?}", a.term.leader);
+            return self.respond(env, Err(Error::BadRequest(msg)));
+        }
+        if let Err(e) = validate_batch(a.prev, &a.orders, a.term.epoch) {
+            return self.respond(env, Err(e));
+        }
+        if let Err(e) = self.check_term(a.term, "a batch") {
+            return self.respond(env, Err(e));
+        }
+        let (truncate_from, skip) = match self.log.fit(a.prev, &a.orders) {
+            Fit::Mismatch => {
+                let last = self.log.last();
+                return self.respond(
+                    env,
+                    Ok(Response::Appended(Appended {
+                        matched: false,
+                        last,
+                    })),
+                );
+            }
+            Fit::Apply {
+                truncate_from,
+                skip,
+            } => (truncate_from, skip),
+        };
+        if let Some(from) = truncate_from {
+            let dropped = self.truncate(from);
+            log::warn!(
+                "replica {} is dropping orders {from}..{} that only it held: leader {:?} of epoch {} wrote those numbers",
+                self.cfg.id,
+                from + dropped - 1,
+                a.term.leader,
+                a.term.epoch
+            );
+        }
+        self.append(a.orders.into_iter().skip(skip).collect());
+        let last = self.log.last();
+        if let Phase::Recovering { leader_seen, .. } = &mut self.phase {
+            *leader_seen = true;
+            if a.leader_last.is_some() && last == a.leader_last {
+                log::info!(
+                    "replica {} is in step with leader {:?} at order {:?}: ready",
+                    self.cfg.id,
+                    a.term.leader,
+                    last.map(|e| e.number)
+                );
+                self.phase = Phase::Follower;
+            }
+        }
+        self.respond_when_durable(
+            env,
+            Ok(Response::Appended(Appended {
+                matched: true,
+                last,
+            })),
+        );
+    }
+
+    fn on_fetch(&mut self, env: Envelope, f: Fetch) {
+        let start = match f.after {
+            None => Some(0),
+            Some(id) if id.number < self.durable_len && self.log.id_at(id.number) == Some(id) => {
+                Some(id.number + 1)
+            }
+            Some(_) => None,
+        };
+        let orders = start.map(|s| self.batch(s, self.durable_len, f.limit, f.max_bytes));
+        let last = self
+            .durable_len
+            .checked_sub(1)
+            .and_then(|n| self.log.id_at(n));
+        self.respond(env, Ok(Response::Fetched(Fetched { orders, last })));
+    }
+
+    /// Orders `from..end`, at most `limit` of them and `max_bytes` of lines (at least one).
+    fn batch(&self, from: u64, end: u64, limit: usize, max_bytes: usize) -> Vec<Order> {
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for n in from..end {
+            if out.len() >= limit {
+                break;
+            }
+            let o = self.log.get(n).expect("held");
+            bytes += order_bytes(&o);
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(o);
+        }
+        out
+    }
+
+    fn on_get(&mut self, env: Envelope, n: u64) {
+        let now = self.now;
+        let durable = self.durable_len;
+        // Every order a replica holds durably is the catalog's trade under that number, which
+        // any later leader records under the same number: it can be shown (rule 8), by any
+        // replica.
+        if n < durable {
+            let order = self.log.get(n).expect("held");
+            return self.respond(env, Ok(Response::Order(order)));
+        }
+        let Phase::Leader(l) = &mut self.phase else {
+            let msg = format!(
+                "replica {} is {} and does not hold order {n}; ask the leader",
+                self.cfg.id,
+                self.role()
+            );
+            return self.respond(env, Err(Error::NotLeader(msg)));
+        };
+        // Not here yet, or beyond our log: wait for it, and never say "unknown" before the
+        // catalog confirms there is no such trade (a deposed leader that does not know it yet
+        // is fenced by that call instead, rule 9).
+        l.reads.push((n, env, now));
+        if n >= self.log.next_number() && l.filling.is_none() {
+            self.fill_from_catalog();
+        }
+    }
+
+    /// Asks the catalog for every trade after our log (a gap, or a read beyond it).
+    fn fill_from_catalog(&mut self) {
+        let now = self.now;
+        let Phase::Leader(l) = &self.phase else {
+            return;
+        };
+        let epoch = l.epoch;
+        let id = self.call_catalog(CatalogCall::TradesSince {
+            after: self.log.next_number(),
+            epoch,
+            limit: self.cfg.max_batch_orders,
+        });
+        if let Phase::Leader(l) = &mut self.phase {
+            l.filling = Some((id, now));
+            if l.gap_since.is_some() {
+                l.gap_since = Some(now);
+            }
+        }
+    }
+
+    /// Answers the reads that can be answered: durable ones, and (when `confirmed`: the
+    /// catalog holds nothing beyond our log) those beyond our log.
+    fn answer_reads(&mut self, confirmed: bool) {
+        let durable = self.durable_len;
+        let len = self.log.next_number();
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        if l.reads.is_empty() {
+            return;
+        }
+        let mut answers = Vec::new();
+        l.reads.retain(|&(n, env, _)| {
+            if n < durable {
+                answers.push((env, Ok(n)));
+                false
+            } else if n >= len && confirmed {
+                answers.push((env, Err(Error::UnknownOrder(n))));
+                false
+            } else {
+                true
+            }
+        });
+        let refill = l.reads.iter().any(|r| r.0 >= len) && l.filling.is_none();
+        for (env, r) in answers {
+            let result = r.map(|n| Response::Order(self.log.get(n).expect("durable")));
+            self.respond(env, result);
+        }
+        if refill {
+            self.fill_from_catalog();
+        }
+    }
+
+    fn on_place(&mut self, env: Envelope, o: PlaceOrder) {
+        let Phase::Leader(l) = &mut self.phase else {
+            let msg = format!(
+                "replica {} is {}, not serving as leader",
+                self.cfg.id,
+                self.role()
+            );
+            return self.respond(env, Err(Error::NotLeader(msg)));
+        };
+        if let Err(e) = validate_name(&o.name) {
+            return self.respond(env, Err(e));
+        }
+        if o.quantity == 0 || o.quantity > MAX_TRADE_QUANTITY {
+            let msg = format!("quantity must be between 1 and {MAX_TRADE_QUANTITY}");
+            return self.respond(env, Err(Error::BadRequest(msg)));
+        }
+        let forget = self.cfg.flaw == Some(Flaw::ForgetRequestIds);
+        if !forget {
+            // A retry (failover or Idempotency-Key): the same number, no second trade.
+            let known = self
+                .log
+                .find(o.rid)
+                .or_else(|| l.held.values().find(|h| h.rid == o.rid).map(|h| h.number));
+            if let Some(n) = known {
+                l.waiting.entry(n).or_default().push(env);
+                return self.advance_acks();
+            }
+            if let Some(t) = l.trading.get_mut(&o.rid) {
+                t.waiting.push(env);
+                return;
+            }
+        }
+        let rid = if forget {
+            // The flaw: a fresh id per attempt, so a retry trades again.
+            RequestId(o.rid.0 ^ (u128::from(self.next_id) << 64))
+        } else {
+            o.rid
+        };
+        let epoch = l.epoch;
+        let id = self.call_catalog(CatalogCall::Trade(TradeRequest {
+            rid,
+            name: o.name,
+            kind: o.kind,
+            quantity: o.quantity,
+            epoch,
+        }));
+        let Phase::Leader(l) = &mut self.phase else {
+            unreachable!("still leading")
+        };
+        l.calls.insert(id, rid);
+        l.trading.insert(
+            rid,
+            Trading {
+                id,
+                sent_at: self.now,
+                waiting: vec![env],
+            },
+        );
+    }
+
+    // ----- catalog answers -----
+
+    fn on_catalog(&mut self, id: u64, result: Result<CatalogAnswer, Error>) {
+        let fill = match &self.phase {
+            Phase::Leader(l) if l.filling.is_some_and(|f| f.0 == id) => true,
+            Phase::Leader(l) if l.calls.contains_key(&id) => false,
+            Phase::TakingOver(t) => {
+                if matches!(t.step, TakeoverStep::Reconcile { inflight: Some((i, _)) } if i == id) {
+                    return self.on_reconcile(result);
+                }
+                return;
+            }
+            _ => return,
+        };
+        if fill {
+            if let Phase::Leader(l) = &mut self.phase {
+                l.filling = None;
+            }
+            match result {
+                Ok(CatalogAnswer::Trades { trades, complete }) => {
+                    if !complete {
+                        log::warn!(
+                            "replica {}: the catalog's window no longer holds every missing trade",
+                            self.cfg.id
+                        );
+                    }
+                    let confirmed = trades.len() < self.cfg.max_batch_orders;
+                    self.record_trades(trades);
+                    self.answer_reads(confirmed);
+                }
+                Err(Error::Fenced { got, known }) => {
+                    self.step_down(&format!("the catalog knows epoch {known} (ours {got})"))
+                }
+                Ok(_) | Err(_) => {}
+            }
+            return;
+        }
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        let rid = l.calls.remove(&id).expect("checked");
+        let Some(t) = l.trading.remove(&rid) else {
+            return;
+        };
+        match result {
+            Ok(CatalogAnswer::Traded(outcome)) => self.on_traded(rid, outcome, t.waiting),
+            Ok(CatalogAnswer::Trades { .. }) => {
+                for env in t.waiting {
+                    self.respond(
+                        env,
+                        Err(Error::Io("catalog answered a trade with a page".into())),
+                    );
+                }
+            }
+            Err(Error::Fenced { got, known }) => {
+                for env in t.waiting {
+                    self.respond(
+                        env,
+                        Err(Error::NotLeader(format!(
+                            "the catalog knows a newer epoch {known} than {got}"
+                        ))),
+                    );
+                }
+                self.step_down(&format!("the catalog knows epoch {known} (ours {got})"));
+            }
+            Err(e) => {
+                for env in t.waiting {
+                    self.respond(env, Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn on_traded(&mut self, rid: RequestId, t: TradeOutcome, waiting: Vec<Envelope>) {
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        let valid = t.seq >= 1
+            && t.seq <= u64::from(u32::MAX)
+            && t.quantity >= 1
+            && t.quantity <= MAX_TRADE_QUANTITY
+            && validate_name(&t.name).is_ok();
+        if !valid {
+            for env in waiting {
+                self.respond(
+                    env,
+                    Err(Error::Io(format!(
+                        "the catalog answered a malformed trade {t:?}"
+                    ))),
+                );
+            }
+            return;
+        }
+        let n = t.seq - 1;
+        let order = Order {
+            number: n,
+            epoch: l.epoch,
+            rid,
+            name: t.name,
+            kind: t.kind,
+            quantity: t.quantity,
+            cseq: t.seq,
+        };
+        if n < self.log.next_number() {
+            if self.log.get(n).is_some_and(|o| o.rid == rid) {
+                l.waiting.entry(n).or_default().extend(waiting);
+            } else {
+                log::error!(
+                    "replica {}: catalog trade {} is request {rid} but order {n} records another request",
+                    self.cfg.id,
+                    t.seq
+                );
+                for env in waiting {
+                    self.respond(
+                        env,
+                        Err(Error::Io(format!("order {n} records another request"))),
+                    );
+                }
+            }
+        } else {
+            l.waiting.entry(n).or_default().extend(waiting);
+            l.held.insert(n, order);
+            self.release_held();
+        }
+        self.advance_acks();
+    }
+
+    /// Records catalog trades (a gap fill) that are at or after our next number.
+    fn record_trades(&mut self, trades: Vec<TradeRecord>) {
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        let epoch = l.epoch;
+        for t in trades {
+            let Some(o) = trade_order(&t, epoch) else {
+                log::error!(
+                    "replica {}: the catalog sent a malformed trade {t:?}",
+                    self.cfg.id
+                );
+                return;
+            };
+            if o.number >= self.log.next_number() && !l.held.contains_key(&o.number) {
+                l.held.insert(o.number, o);
+            }
+        }
+        self.release_held();
+        self.advance_acks();
+    }
+
+    /// Appends every held order whose turn has come.
+    fn release_held(&mut self) {
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        let mut batch = Vec::new();
+        let mut next = self.log.next_number();
+        while let Some(o) = l.held.remove(&next) {
+            batch.push(o);
+            next += 1;
+        }
+        l.gap_since = if l.held.is_empty() {
+            None
+        } else {
+            l.gap_since.or(Some(self.now))
+        };
+        self.append(batch);
+        self.pump_all();
+    }
+
+    // ----- replies from peers -----
+
+    fn on_reply(&mut self, from: NodeId, id: u64, result: Result<Response, Error>) {
+        match &mut self.phase {
+            Phase::Recovering {
+                asked,
+                answered,
+                leader_seen,
+                ..
+            } => {
+                if asked.remove(&id).is_some() {
+                    *answered += 1;
+                    if let Ok(Response::State(s)) = &result {
+                        if s.role.is_leading() && s.term.epoch >= self.term.epoch {
+                            *leader_seen = true;
+                        }
+                    }
+                }
+            }
+            Phase::Follower => {}
+            Phase::TakingOver(_) => self.on_takeover_reply(from, id, result),
+            Phase::Leader(_) => self.on_stream_reply(from, id, result),
+        }
+    }
+
+    // ----- leadership: takeover -----
+
+    fn start_takeover(&mut self, epoch: Epoch) {
+        log::info!(
+            "replica {} is named leader of epoch {epoch}: taking over",
+            self.cfg.id
+        );
+        let mut asked = HashMap::new();
+        for p in self.cfg.peers.clone() {
+            let id = self.send(p, Request::State);
+            asked.insert(id, p);
+        }
+        self.phase = Phase::TakingOver(Takeover {
+            epoch,
+            step: TakeoverStep::Survey {
+                asked,
+                answers: BTreeMap::new(),
+                deadline: self.now + self.cfg.replicate_timeout,
+            },
+            retry_at: self.now,
+            pulled: 0,
+            dropped: 0,
+            recorded: 0,
+        });
+        self.after_survey();
+    }
+
+    fn on_takeover_reply(&mut self, from: NodeId, id: u64, result: Result<Response, Error>) {
+        let Phase::TakingOver(t) = &mut self.phase else {
+            return;
+        };
+        let epoch = t.epoch;
+        match &mut t.step {
+            TakeoverStep::Survey { asked, answers, .. } => {
+                if asked.remove(&id).is_none() {
+                    return;
+                }
+                if let Ok(Response::State(s)) = result {
+                    if s.term.epoch > epoch {
+                        let e = s.term.epoch;
+                        return self.step_down(&format!("replica {from} knows epoch {e}"));
+                    }
+                    answers.insert(from, s.last);
+                }
+                self.after_survey();
+            }
+            TakeoverStep::Pull {
+                from: peer,
+                inflight,
+                ..
+            } => {
+                let Some((fid, _, after)) = *inflight else {
+                    return;
+                };
+                if *peer != from || fid != id {
+                    return;
+                }
+                *inflight = None;
+                match result {
+                    Ok(Response::Fetched(f)) => self.on_fetched(after, f),
+                    other => {
+                        log::warn!(
+                            "replica {}: pulling from replica {from} failed ({other:?}); going on with the catalog",
+                            self.cfg.id
+                        );
+                        self.start_reconcile();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Once every peer answered the survey (or time is up), pulls from the freshest peer if
+    /// its log is fresher than ours, else goes on to the catalog.
+    fn after_survey(&mut self) {
+        let now = self.now;
+        let ours = self.log.last();
+        let Phase::TakingOver(t) = &mut self.phase else {
+            return;
+        };
+        let TakeoverStep::Survey {
+            asked,
+            answers,
+            deadline,
+        } = &t.step
+        else {
+            return;
+        };
+        if !asked.is_empty() && now < *deadline {
+            return;
+        }
+        let best = answers
+            .iter()
+            .filter(|(_, last)| EntryId::freshness(**last) > EntryId::freshness(ours))
+            .max_by_key(|(id, last)| (EntryId::freshness(**last), **id))
+            .map(|(id, _)| *id);
+        match best {
+            Some(from) => {
+                t.step = TakeoverStep::Pull {
+                    from,
+                    lo: 0,
+                    hi: None,
+                    inflight: None,
+                };
+                self.pull();
+            }
+            None => self.start_reconcile(),
+        }
+    }
+
+    /// Sends the next fetch of a pull: a probe (limit 0) while looking for the last common
+    /// entry between the known match `lo` and the known mismatch `hi` (counts of entries), or
+    /// a page after the common part.
+    fn pull(&mut self) {
+        let len = self.log.next_number();
+        let Phase::TakingOver(Takeover {
+            step: TakeoverStep::Pull { from, lo, hi, .. },
+            ..
+        }) = &self.phase
+        else {
+            return;
+        };
+        let (from, lo, hi) = (*from, *lo, *hi);
+        let (after, limit) = match hi {
+            // Our last entry first: usually we are a prefix of theirs.
+            None => (len, self.cfg.max_batch_orders),
+            Some(h) if h > lo + 1 => (lo + (h - lo) / 2, 0),
+            Some(_) => (lo, self.cfg.max_batch_orders),
+        };
+        let fetch = Fetch {
+            after: after.checked_sub(1).and_then(|n| self.log.id_at(n)),
+            limit,
+            max_bytes: self.cfg.max_batch_bytes,
+        };
+        let id = self.send(from, Request::Fetch(fetch));
+        let now = self.now;
+        if let Phase::TakingOver(Takeover {
+            step: TakeoverStep::Pull { inflight, .. },
+            ..
+        }) = &mut self.phase
+        {
+            *inflight = Some((id, now, (after, limit == 0)));
+        }
+    }
+
+    /// A peer's answer to a fetch after our first `after.0` entries (`after.1`: a probe).
+    fn on_fetched(&mut self, (after, probe): (u64, bool), f: Fetched) {
+        let len = self.log.next_number();
+        let Phase::TakingOver(Takeover {
+            step: TakeoverStep::Pull { lo, hi, .. },
+            ..
+        }) = &mut self.phase
+        else {
+            return;
+        };
+        match f.orders {
+            None if after == 0 => {
+                log::warn!(
+                    "replica {}: a peer refused a fetch from the start",
+                    self.cfg.id
+                );
+                return self.start_reconcile();
+            }
+            None => *hi = Some(hi.map_or(after, |h| h.min(after))),
+            Some(_) if probe => *lo = (*lo).max(after),
+            Some(orders) => {
+                let prev = after.checked_sub(1).and_then(|n| self.log.id_at(n));
+                if let Err(e) = validate_batch(prev, &orders, Epoch::MAX) {
+                    log::error!("replica {}: a peer sent a malformed page: {e}", self.cfg.id);
+                    return self.start_reconcile();
+                }
+                *hi = None;
+                *lo = 0;
+                let count = orders.len() as u64;
+                let dropped = if after < len && count > 0 {
+                    log::warn!(
+                        "replica {} is dropping orders {after}..{} that only it held: a fresher peer wrote those numbers",
+                        self.cfg.id,
+                        len - 1
+                    );
+                    self.truncate(after)
+                } else {
+                    0
+                };
+                self.append(orders);
+                if let Phase::TakingOver(t) = &mut self.phase {
+                    t.pulled += count;
+                    t.dropped += dropped;
+                }
+                if count == 0 || self.log.last() == f.last {
+                    return self.start_reconcile();
+                }
+            }
+        }
+        self.pull();
+    }
+
+    fn start_reconcile(&mut self) {
+        if let Phase::TakingOver(t) = &mut self.phase {
+            t.step = TakeoverStep::Reconcile { inflight: None };
+            self.reconcile();
+        }
+    }
+
+    fn reconcile(&mut self) {
+        let Phase::TakingOver(t) = &self.phase else {
+            return;
+        };
+        let epoch = t.epoch;
+        let id = self.call_catalog(CatalogCall::TradesSince {
+            after: self.log.next_number(),
+            epoch,
+            limit: self.cfg.max_batch_orders,
+        });
+        let now = self.now;
+        if let Phase::TakingOver(t) = &mut self.phase {
+            t.step = TakeoverStep::Reconcile {
+                inflight: Some((id, now)),
+            };
+        }
+    }
+
+    fn on_reconcile(&mut self, result: Result<CatalogAnswer, Error>) {
+        let Phase::TakingOver(t) = &self.phase else {
+            return;
+        };
+        let epoch = t.epoch;
+        match result {
+            Ok(CatalogAnswer::Trades { trades, complete }) => {
+                if !complete {
+                    log::warn!(
+                        "replica {}: the catalog's window no longer holds trade {}; orders cannot be completed from it",
+                        self.cfg.id,
+                        self.log.next_number() + 1
+                    );
+                }
+                let full = trades.len() >= self.cfg.max_batch_orders;
+                let mut batch = Vec::new();
+                let mut next = self.log.next_number();
+                for tr in &trades {
+                    match trade_order(tr, epoch) {
+                        Some(o) if o.number == next => {
+                            log::info!(
+                                "replica {} records catalog trade {} as order {}, which no replica had recorded",
+                                self.cfg.id,
+                                o.cseq,
+                                o.number
+                            );
+                            batch.push(o);
+                            next += 1;
+                        }
+                        Some(o) if o.number < next => {}
+                        _ => {
+                            log::error!(
+                                "replica {}: the catalog sent trade {tr:?} out of order",
+                                self.cfg.id
+                            );
+                            break;
+                        }
+                    }
+                }
+                let count = batch.len() as u64;
+                self.append(batch);
+                let settled = self.next_ticket - 1;
+                let Phase::TakingOver(t) = &mut self.phase else {
+                    return;
+                };
+                t.recorded += count;
+                if full {
+                    self.reconcile();
+                } else {
+                    t.step = TakeoverStep::Settle { ticket: settled };
+                    if settled <= self.durable_ticket {
+                        self.finish_takeover();
+                    }
+                }
+            }
+            Err(Error::Fenced { known, .. }) => {
+                self.step_down(&format!("the catalog knows epoch {known}"))
+            }
+            other => {
+                log::warn!(
+                    "replica {}: the catalog could not reconcile ({other:?}); retrying",
+                    self.cfg.id
+                );
+                let retry_at = self.now + self.cfg.retry;
+                if let Phase::TakingOver(t) = &mut self.phase {
+                    t.step = TakeoverStep::Reconcile { inflight: None };
+                    t.retry_at = retry_at;
+                }
+            }
+        }
+    }
+
+    fn finish_takeover(&mut self) {
+        let Phase::TakingOver(t) = &self.phase else {
+            return;
+        };
+        log::info!(
+            "replica {} leads epoch {}: {} orders pulled from peers ({} dropped), {} recorded from the catalog journal; last order {:?}",
+            self.cfg.id,
+            t.epoch,
+            t.pulled,
+            t.dropped,
+            t.recorded,
+            self.log.last().map(|e| e.number)
+        );
+        let epoch = t.epoch;
+        let deadline = self.now + self.cfg.replicate_timeout;
+        let len = self.log.next_number();
+        let followers = self
+            .cfg
+            .peers
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    Progress {
+                        waited: true,
+                        matched: 0,
+                        next: len,
+                        inflight: None,
+                        retry_at: 0,
+                        search: None,
+                        probe_deadline: Some(deadline),
+                    },
+                )
+            })
+            .collect();
+        self.phase = Phase::Leader(Box::new(Leadership {
+            epoch,
+            followers,
+            waiting: BTreeMap::new(),
+            trading: BTreeMap::new(),
+            calls: HashMap::new(),
+            held: BTreeMap::new(),
+            gap_since: None,
+            filling: None,
+            reads: Vec::new(),
+        }));
+        self.pump_all();
+    }
+
+    fn step_down(&mut self, why: &str) {
+        let old = std::mem::replace(&mut self.phase, Phase::Follower);
+        match old {
+            Phase::Leader(l) => {
+                log::info!(
+                    "replica {} steps down from epoch {}: {why}",
+                    self.cfg.id,
+                    l.epoch
+                );
+                let msg = format!("replica {} stepped down: {why}", self.cfg.id);
+                for env in l.waiting.into_values().flatten() {
+                    self.respond(env, Err(Error::NotLeader(msg.clone())));
+                }
+                for t in l.trading.into_values() {
+                    for env in t.waiting {
+                        self.respond(env, Err(Error::NotLeader(msg.clone())));
+                    }
+                }
+                for (_, env, _) in l.reads {
+                    self.respond(env, Err(Error::NotLeader(msg.clone())));
+                }
+            }
+            Phase::TakingOver(t) => log::info!(
+                "replica {} abandons its takeover of epoch {}: {why}",
+                self.cfg.id,
+                t.epoch
+            ),
+            other => self.phase = other,
+        }
+    }
+
+    // ----- leadership: streams -----
+
+    fn ack_point(&self, l: &Leadership) -> u64 {
+        let mut point = self.durable_len;
+        if self.cfg.flaw != Some(Flaw::AckBeforeFollowers) {
+            for p in l.followers.values().filter(|p| p.waited) {
+                point = point.min(p.matched);
+            }
+        }
+        point
+    }
+
+    fn advance_acks(&mut self) {
+        let Phase::Leader(l) = &self.phase else {
+            return;
+        };
+        let point = self.ack_point(l);
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        let later = l.waiting.split_off(&point);
+        let ready = std::mem::replace(&mut l.waiting, later);
+        for (n, envs) in ready {
+            let order = self.log.get(n).expect("acknowledged orders are held");
+            for env in envs {
+                self.out.push(Effect::Respond {
+                    to: env,
+                    result: Ok(Response::Order(order.clone())),
+                });
+            }
+        }
+    }
+
+    fn pump_all(&mut self) {
+        let ids: Vec<NodeId> = match &self.phase {
+            Phase::Leader(l) => l.followers.keys().copied().collect(),
+            _ => return,
+        };
+        for id in ids {
+            self.pump(id);
+        }
+    }
+
+    /// Sends follower `id` its next batch (or a probe while looking for the last common
+    /// entry) unless one is in flight, it is not due yet, or it is in step with nothing new.
+    fn pump(&mut self, id: NodeId) {
+        let len = self.log.next_number();
+        let max_bytes = if self.cfg.flaw == Some(Flaw::UnboundedBatches) {
+            usize::MAX
+        } else {
+            self.cfg.max_batch_bytes
+        };
+        let now = self.now;
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        let epoch = l.epoch;
+        let Some(p) = l.followers.get_mut(&id) else {
+            return;
+        };
+        if p.inflight.is_some() || now < p.retry_at {
+            return;
+        }
+        if let Some((lo, hi)) = p.search {
+            if hi <= lo + 1 {
+                p.search = None;
+                p.next = lo;
+            }
+        }
+        let (prev_count, probe) = match p.search {
+            Some((lo, hi)) => (lo + (hi - lo) / 2, true),
+            None => (p.next.min(len), false),
+        };
+        // In step and confirmed to hold everything: nothing to send until the next order.
+        if !probe && p.waited && prev_count >= len && p.matched >= len {
+            return;
+        }
+        let orders = if probe {
+            Vec::new()
+        } else {
+            self.batch(prev_count, len, self.cfg.max_batch_orders, max_bytes)
+        };
+        let upto = prev_count + orders.len() as u64;
+        let append = Append {
+            term: Term {
+                epoch,
+                leader: Some(self.cfg.id),
+            },
+            prev: prev_count.checked_sub(1).and_then(|n| self.log.id_at(n)),
+            orders,
+            leader_last: self.log.last(),
+        };
+        let rid = self.send(id, Request::Append(append));
+        if let Phase::Leader(l) = &mut self.phase {
+            if let Some(p) = l.followers.get_mut(&id) {
+                p.inflight = Some(Inflight {
+                    id: rid,
+                    sent_at: now,
+                    prev_count,
+                    upto,
+                    probe,
+                });
+            }
+        }
+    }
+
+    fn on_stream_reply(&mut self, from: NodeId, id: u64, result: Result<Response, Error>) {
+        let len = self.log.next_number();
+        let me = self.cfg.id;
+        let retry_at = self.now + self.cfg.retry;
+        // Whether the follower's last entry is also ours (then it holds a prefix of our log).
+        let prefix_of_ours = |last: Option<EntryId>, log: &OrderLog| {
+            last.is_none_or(|e| log.id_at(e.number) == Some(e))
+        };
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        let Some(p) = l.followers.get_mut(&from) else {
+            return;
+        };
+        let Some(f) = p.inflight else {
+            return;
+        };
+        if f.id != id {
+            return;
+        }
+        p.inflight = None;
+        match result {
+            Ok(Response::Appended(a)) if a.matched && f.probe => {
+                if let Some((lo, hi)) = p.search {
+                    p.search = Some((lo.max(f.prev_count), hi));
+                }
+            }
+            Ok(Response::Appended(a)) if a.matched => {
+                p.matched = f.upto;
+                p.next = f.upto;
+                let behind = f.upto < len;
+                if p.probe_deadline.take().is_some() && behind {
+                    // Found behind at leadership start: caught up without being waited for.
+                    log::info!(
+                        "replica {me}: follower {from} is behind at order {}; catching it up",
+                        f.upto as i64 - 1
+                    );
+                    p.waited = false;
+                } else if !behind && !p.waited {
+                    log::info!(
+                        "replica {me}: follower {from} is in step at order {}",
+                        f.upto as i64 - 1
+                    );
+                    p.waited = true;
+                }
+            }
+            Ok(Response::Appended(a)) => {
+                // Their log lacks our entry before the batch: find the last common entry.
+                // Their own last entry bounds it.
+                let their_len = a.last.map_or(0, |e| e.number + 1);
+                if p.waited {
+                    log::warn!(
+                        "replica {me}: follower {from} does not hold our order {}; catching it up",
+                        f.prev_count as i64 - 1
+                    );
+                }
+                p.waited = false;
+                p.probe_deadline = None;
+                p.matched = p.matched.min(their_len).min(f.prev_count.saturating_sub(1));
+                if prefix_of_ours(a.last, &self.log) {
+                    p.search = None;
+                    p.next = their_len;
+                } else {
+                    let (lo, hi) = p.search.unwrap_or((0, u64::MAX));
+                    let hi = hi.min(f.prev_count).min(their_len);
+                    p.search = Some((lo.min(hi), hi));
+                }
+            }
+            Err(Error::Fenced { known, .. }) => {
+                return self.step_down(&format!("follower {from} knows epoch {known}"));
+            }
+            other => {
+                if p.waited {
+                    let why = match &other {
+                        Err(e) => e.to_string(),
+                        Ok(r) => format!("unexpected answer {r:?}"),
+                    };
+                    log::warn!("replica {me}: follower {from} failed ({why}); orders no longer wait for it");
+                }
+                p.waited = false;
+                p.probe_deadline = None;
+                p.retry_at = retry_at;
+            }
+        }
+        self.advance_acks();
+        self.pump(from);
+    }
+
+    // ----- time -----
+
+    fn on_time(&mut self) {
+        let now = self.now;
+        match &mut self.phase {
+            Phase::Recovering {
+                asked,
+                leader_seen,
+                deadline,
+                ..
+            } => {
+                let late = now >= *deadline;
+                if (asked.is_empty() && !*leader_seen) || late {
+                    log::info!(
+                        "replica {} ready: last order {:?}, epoch {}{}",
+                        self.cfg.id,
+                        self.log.last().map(|e| e.number),
+                        self.term.epoch,
+                        if late && *leader_seen {
+                            " (no leader brought it in step in time; the leader reports it lagging until it does)"
+                        } else {
+                            ""
+                        }
+                    );
+                    self.phase = Phase::Follower;
+                }
+            }
+            Phase::Follower => {}
+            Phase::TakingOver(t) => {
+                let timeout = self.cfg.replicate_timeout;
+                match &mut t.step {
+                    TakeoverStep::Survey { deadline, .. } if now >= *deadline => {
+                        self.after_survey()
+                    }
+                    TakeoverStep::Pull { inflight, .. }
+                        if inflight.is_some_and(|f| now >= f.1 + timeout) =>
+                    {
+                        *inflight = None;
+                        self.start_reconcile();
+                    }
+                    TakeoverStep::Reconcile { inflight } => match inflight {
+                        Some(f) if now >= f.1 + timeout => {
+                            *inflight = None;
+                            t.retry_at = now + self.cfg.retry;
+                        }
+                        None if now >= t.retry_at => self.reconcile(),
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+            Phase::Leader(_) => self.leader_time(),
+        }
+    }
+
+    fn leader_time(&mut self) {
+        let now = self.now;
+        let timeout = self.cfg.replicate_timeout;
+        let retry = self.cfg.retry;
+        let len = self.log.next_number();
+        let me = self.cfg.id;
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        let mut changed = false;
+        for (id, p) in l.followers.iter_mut() {
+            let timed_out = p.inflight.is_some_and(|f| now >= f.sent_at + timeout);
+            let probe_over = p.probe_deadline.is_some_and(|d| now >= d);
+            if !timed_out && !probe_over {
+                continue;
+            }
+            if p.waited && (timed_out || p.matched < len) {
+                log::warn!(
+                    "replica {me}: follower {id} is {}; orders no longer wait for it",
+                    if timed_out {
+                        "too slow or unreachable"
+                    } else {
+                        "behind"
+                    }
+                );
+                p.waited = false;
+                changed = true;
+            }
+            p.probe_deadline = None;
+            if timed_out {
+                p.inflight = None;
+                p.retry_at = now + retry;
+            }
+        }
+        // Catalog calls that never came back: the caller gets a retryable answer.
+        let stale: Vec<RequestId> = l
+            .trading
+            .iter()
+            .filter(|(_, t)| now >= t.sent_at + timeout)
+            .map(|(rid, _)| *rid)
+            .collect();
+        let mut failed = Vec::new();
+        for rid in stale {
+            let t = l.trading.remove(&rid).expect("listed");
+            l.calls.remove(&t.id);
+            failed.extend(t.waiting);
+        }
+        let mut slow_reads = Vec::new();
+        l.reads.retain(|&(_, env, since)| {
+            let keep = now < since + timeout;
+            if !keep {
+                slow_reads.push(env);
+            }
+            keep
+        });
+        if l.filling.is_some_and(|f| now >= f.1 + timeout) {
+            l.filling = None;
+        }
+        let fill_due =
+            l.filling.is_none() && l.gap_since.is_some_and(|s| now >= s + self.cfg.gap_wait);
+        for env in failed {
+            self.respond(
+                env,
+                Err(Error::Unavailable(
+                    "the catalog did not answer in time; retry with the same request id".into(),
+                )),
+            );
+        }
+        for env in slow_reads {
+            self.respond(
+                env,
+                Err(Error::Unavailable(
+                    "the order is not here yet and the catalog did not confirm it in time".into(),
+                )),
+            );
+        }
+        if fill_due {
+            log::info!("replica {me}: orders wait behind a missing one; asking the catalog for it");
+            self.fill_from_catalog();
+        }
+        if changed {
+            self.advance_acks();
+        }
+        self.pump_all();
+    }
+}
+
+/// The order a catalog trade becomes in `epoch`, if the trade is well-formed.
+fn trade_order(t: &TradeRecord, epoch: Epoch) -> Option<Order> {
+    let ok = t.seq >= 1
+        && t.seq <= u64::from(u32::MAX)
+        && t.quantity >= 1
+        && t.quantity <= MAX_TRADE_QUANTITY
+        && validate_name(&t.name).is_ok();
+    ok.then(|| Order {
+        number: t.seq - 1,
+        epoch,
+        rid: t.rid,
+        name: t.name.clone(),
+        kind: t.kind,
+        quantity: t.quantity,
+        cseq: t.seq,
+    })
+}
+
+/// Bytes one order takes in a batch (its JSON line).
+pub fn order_bytes(o: &Order) -> usize {
+    // number, epoch, rid (32), name, type, quantity, cseq, and the punctuation around them.
+    90 + o.name.len() + digits(o.number) * 2 + digits(o.epoch) + digits(o.quantity)
+}
+
+fn digits(v: u64) -> usize {
+    v.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// Checks a batch before it reaches the log: consecutive numbers after `prev`, catalog
+/// numbers that match, epochs not above `max_epoch` and never decreasing, sane quantities
+/// and names. Anything else is a 400 that changes nothing.
+pub fn validate_batch(
+    prev: Option<EntryId>,
+    orders: &[Order],
+    max_epoch: Epoch,
+) -> Result<(), Error> {
+    let mut next = prev.map_or(Some(0), |p| p.number.checked_add(1));
+    let mut epoch = prev.map_or(0, |p| p.epoch);
+    for o in orders {
+        let bad = |why: &str| {
+            Err(Error::BadRequest(format!(
+                "order {} in a batch: {why}",
+                o.number
+            )))
+        };
+        if Some(o.number) != next {
+            return bad("numbers must follow the previous entry without a gap");
+        }
+        if o.number >= u64::from(u32::MAX) || o.cseq != o.number + 1 {
+            return bad("number out of range or catalog number not number + 1");
+        }
+        if o.epoch < epoch || o.epoch > max_epoch || o.epoch == 0 {
+            return bad("epochs must be positive, not above the sender's and never decrease");
+        }
+        if o.quantity == 0 || o.quantity > MAX_TRADE_QUANTITY {
+            return bad("quantity out of range");
+        }
+        validate_name(&o.name)?;
+        epoch = o.epoch;
+        next = o.number.checked_add(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! The supervisor's rule, pure: which replicas are live after a round of heartbeats, who
+//! leads, and who must be told the term. The front end's supervisor actor (and the
+//! simulator's front ends) send the heartbeats and announcements; this decides.
+//!
+//! Leader choice: the highest live id leads; a change of leader opens a new epoch above every
+//! epoch any replica has accepted; a live replica that does not know the current term is told
+//! it again. A follower the leader reports lagging (it does not hold every acknowledged order)
+//! is not live until it is in step again.
+//!
+//! Several front ends may run this independently. They see the same replicas, so they pick
+//! the same leader; a replica accepts one leader per epoch and refuses older epochs, so a
+//! front end with a stale view cannot make two leaders write.
+
+use super::msg::{NodeId, ReplicaState, Role, Term};
+use crate::types::Epoch;
+use serde::{Deserialize, Serialize};
+
+/// What a heartbeat learned about one replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// Replica id.
+    pub id: u64,
+    /// The term the replica has accepted.
+    pub term: Term,
+    /// The replica says it is leading (or taking over) in that term. A replica that restarted
+    /// still has its old term on disk but leads nothing until a term is announced again.
+    pub leading: bool,
+}
+
+/// The supervisor's decision after a round of heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The leader, if any replica is live.
+    pub leader: Option<u64>,
+    /// The current epoch.
+    pub epoch: Epoch,
+    /// True when the leader changed in this round (an election happened).
+    pub elected: bool,
+    /// True when this round opened a new epoch (false: an existing term was adopted).
+    pub new_epoch: bool,
+    /// Live replicas that must be told the current term.
+    pub announce_to: Vec<u64>,
+}
+
+/// The supervisor's view of leadership.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Election {
+    leader: Option<u64>,
+    epoch: Epoch,
+    /// Epochs opened for leader `l` are `≡ l (mod stride)`, so two front ends that pick
+    /// different leaders at the same moment never open the same epoch (one leader per epoch).
+    /// 0 or 1: any epoch.
+    stride: u64,
+}
+
+impl Election {
+    /// An election among replicas whose ids are below `stride` (the largest id plus one).
+    pub fn with_stride(stride: u64) -> Election {
+        Election {
+            stride,
+            ..Election::default()
+        }
+    }
+
+    /// The first epoch above `base` that belongs to `leader`.
+    fn epoch_for(&self, base: Epoch, leader: u64) -> Epoch {
+        let next = base.saturating_add(1);
+        if self.stride <= 1 {
+            return next;
+        }
+        let want = leader % self.stride;
+        let have = next % self.stride;
+        next.saturating_add((want + self.stride - have) % self.stride)
+    }
+
+    /// Current leader.
+    pub fn leader(&self) -> Option<u64> {
+        self.leader
+    }
+
+    /// Current epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Decides from the replicas that answered (ready to serve) in the last round.
+    pub fn decide(&mut self, live: &[Seen]) -> Decision {
+        let candidate = live.iter().map(|s| s.id).max();
+        let newest = live.iter().map(|s| s.term).max_by_key(|t| t.epoch);
+        let mut elected = false;
+        let epoch_before = self.epoch;
+        match (candidate, newest) {
+            (None, _) => self.leader = None,
+            (Some(c), Some(t))
+                if t.epoch >= self.epoch
+                    && t.leader == Some(c)
+                    && live.iter().any(|s| s.id == c && s.leading && s.term == t) =>
+            {
+                // Someone (this front end earlier, or another one) already made `c` leader.
+                elected = self.leader != Some(c);
+                self.leader = Some(c);
+                self.epoch = t.epoch;
+            }
+            (Some(c), newest) => {
+                let leads = live.iter().any(|s| {
+                    s.id == c && s.leading && s.term.epoch == self.epoch && s.term.leader == Some(c)
+                });
+                // Our leader has not heard our term yet (an announcement still on its way, or
+                // lost): tell it again rather than open another epoch.
+                let not_told_yet = self.leader == Some(c)
+                    && live.iter().any(|s| s.id == c && s.term.epoch < self.epoch);
+                if self.leader != Some(c)
+                    || (!leads && !not_told_yet)
+                    || newest.is_some_and(|t| t.epoch > self.epoch)
+                {
+                    let seen = newest.map_or(0, |t| t.epoch);
+                    self.epoch = self.epoch_for(self.epoch.max(seen), c);
+                    self.leader = Some(c);
+                    elected = true;
+                }
+            }
+        }
+        let term = Term {
+            epoch: self.epoch,
+            leader: self.leader,
+        };
+        Decision {
+            leader: self.leader,
+            epoch: self.epoch,
+            elected,
+            new_epoch: self.epoch > epoch_before && newest.is_none_or(|t| t.epoch < self.epoch),
+            announce_to: if self.leader.is_some() {
+                live.iter()
+                    .filter(|s| s.term != term)
+                    .map(|s| s.id)
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// How the supervisor sees one replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seeing {
+    /// Its own role, as it reported it.
+    Role(Role),
+    /// Answers, but the leader does not wait for it (it lacks acknowledged orders).
+    Lagging,
+    /// Did not answer the last heartbeat.
+    Down,
+}
+
+impl Seeing {
+    /// The word used in `/status` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Seeing::Role(r) => r.as_str(),
+            Seeing::Lagging => "lagging",
+            Seeing::Down => "down",
+        }
+    }
+}
+
+/// What the supervisor knows of one replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    /// Replica id.
+    pub id: NodeId,
+    /// leader, follower, taking_over, recovering, lagging or down.
+    #[serde(with = "seeing_word")]
+    pub role: Seeing,
+    /// Answered the last heartbeat, is ready, and is not lagging.
+    pub live: bool,
+    /// Last order number it holds.
+    pub last_order: Option<u64>,
+    /// The epoch it has accepted.
+    pub epoch: Option<Epoch>,
+}
+
+mod seeing_word {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(v: &Seeing, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_str())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Seeing, D::Error> {
+        let w = String::deserialize(d)?;
+        Ok(match w.as_str() {
+            "lagging" => Seeing::Lagging,
+            "down" => Seeing::Down,
+            other => Seeing::Role(
+                serde_json::from_value(serde_json::Value::String(other.into()))
+                    .map_err(serde::de::Error::custom)?,
+            ),
+        })
+    }
+}
+
+/// The supervisor's state: the election and its view of every replica.
+#[derive(Clone, Debug)]
+pub struct Supervision {
+    election: Election,
+    views: Vec<ReplicaView>,
+}
+
+impl Supervision {
+    /// A supervisor of the replicas `ids`, none seen yet.
+    pub fn new(ids: &[NodeId]) -> Supervision {
+        Supervision {
+            election: Election::with_stride(ids.iter().max().map_or(1, |m| m + 1)),
+            views: ids
+                .iter()
+                .map(|&id| ReplicaView {
+                    id,
+                    role: Seeing::Down,
+                    live: false,
+                    last_order: None,
+                    epoch: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The current leader and epoch.
+    pub fn leader(&self) -> Option<(NodeId, Epoch)> {
+        self.election.leader().map(|l| (l, self.election.epoch()))
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.election.epoch()
+    }
+
+    /// Every replica's view, in configuration order.
+    pub fn views(&self) -> &[ReplicaView] {
+        &self.views
+    }
+
+    /// Folds one round of heartbeats (one answer or `None` per replica, in the order given to
+    /// `new`) into the views and the election; returns who must be told which term.
+    pub fn observe(&mut self, states: &[Option<ReplicaState>]) -> Vec<(NodeId, Term)> {
+        let current = self.election.leader();
+        let lagging: Vec<NodeId> = states
+            .iter()
+            .flatten()
+            .filter(|s| s.role == Role::Leader && Some(s.id) == current)
+            .flat_map(|s| s.lagging.iter().copied())
+            .collect();
+        let mut live = Vec::new();
+        for (view, state) in self.views.iter_mut().zip(states) {
+            let was_live = view.live;
+            match state {
+                Some(s) if s.id != view.id => {
+                    log::warn!(
+                        "the replica at id {}'s address says it is replica {}",
+                        view.id,
+                        s.id
+                    );
+                    view.live = false;
+                    view.role = Seeing::Down;
+                }
+                Some(s) => {
+                    view.last_order = s.last.map(|e| e.number);
+                    view.epoch = Some(s.term.epoch);
+                    if s.ready && lagging.contains(&s.id) {
+                        view.live = false;
+                        view.role = Seeing::Lagging;
+                    } else {
+                        view.live = s.ready;
+                        view.role = Seeing::Role(s.role);
+                        if s.ready {
+                            live.push(Seen {
+                                id: view.id,
+                                term: s.term,
+                                leading: s.role.is_leading(),
+                            });
+                        }
+                    }
+                }
+                None => {
+                    view.live = false;
+                    view.role = Seeing::Down;
+                }
+            }
+            if was_live != view.live {
+                log::info!(
+                    "replica {} is {}",
+                    view.id,
+                    if view.live { "up" } else { view.role.as_str() }
+                );
+            }
+        }
+        let before = self.election.leader();
+        let decision = self.election.decide(&live);
+        let ids: Vec<NodeId> = live.iter().map(|s| s.id).collect();
+        if decision.elected || before != decision.leader {
+            match decision.leader {
+                Some(l) if !decision.new_epoch => log::info!(
+                    "replica {l} leads epoch {} (an existing term, adopted); live replicas {ids:?}",
+                    decision.epoch
+                ),
+                Some(l) => log::info!(
+                    "election: replica {l} leads in epoch {} (was {}); live replicas {ids:?}",
+                    decision.epoch,
+                    before.map_or("none".into(), |b| b.to_string())
+                ),
+                None => {
+                    log::warn!("election: no replica is live; orders get 503 until one returns")
+                }
+            }
+        }
+        let term = Term {
+            epoch: decision.epoch,
+            leader: decision.leader,
+        };
+        decision
+            .announce_to
+            .into_iter()
+            .map(|id| (id, term))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(id: u64, epoch: Epoch, leader: Option<u64>) -> Seen {
+        Seen {
+            id,
+            term: Term { epoch, leader },
+            leading: leader == Some(id),
+        }
+    }
+
+    #[test]
+    fn highest_live_id_leads_and_each_change_bumps_the_epoch() {
+        let mut e = Election::default();
+        let d = e.decide(&[seen(1, 0, None), seen(2, 0, None), seen(3, 0, None)]);
+        assert_eq!(
+            (d.leader, d.epoch, d.elected, d.new_epoch),
+            (Some(3), 1, true, true)
+        );
+        assert_eq!(d.announce_to, vec![1, 2, 3]);
+        // Everyone knows the term: nothing to do.
+        let d = e.decide(&[
+            seen(1, 1, Some(3)),
+            seen(2, 1, Some(3)),
+            seen(3, 1, Some(3)),
+        ]);
+        assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 1, false));
+        assert!(d.announce_to.is_empty());
+        // 3 dies: 2 leads in epoch 2.
+        let d = e.decide(&[seen(1, 1, Some(3)), seen(2, 1, Some(3))]);
+        assert_eq!((d.leader, d.epoch, d.elected), (Some(2), 2, true));
+        // 3 comes back: it leads again, in a newer epoch.
+        let d = e.decide(&[
+            seen(1, 2, Some(2)),
+            seen(2, 2, Some(2)),
+            seen(3, 1, Some(3)),
+        ]);
+        assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 3, true));
+    }
+
+    #[test]
+    fn no_live_replica_means_no_leader() {
+        let mut e = Election::default();
+        e.decide(&[seen(1, 0, None)]);
+        let d = e.decide(&[]);
+        assert_eq!(d.leader, None);
+        assert_eq!(d.epoch, 1, "the epoch never goes back");
+        assert!(d.announce_to.is_empty());
+    }
+
+    #[test]
+    fn a_restarted_follower_is_told_the_term_again() {
+        let mut e = Election::default();
+        e.decide(&[seen(2, 0, None), seen(3, 0, None)]);
+        let d = e.decide(&[seen(1, 0, None), seen(2, 1, Some(3)), seen(3, 1, Some(3))]);
+        assert_eq!((d.epoch, d.elected), (1, false));
+        assert_eq!(d.announce_to, vec![1]);
+    }
+
+    #[test]
+    fn a_second_front_end_adopts_the_term_another_one_announced() {
+        let mut e = Election::default();
+        let d = e.decide(&[seen(1, 5, Some(3)), seen(3, 5, Some(3))]);
+        assert_eq!((d.leader, d.epoch, d.new_epoch), (Some(3), 5, false));
+        assert!(d.announce_to.is_empty());
+    }
+
+    #[test]
+    fn a_restarted_leader_that_leads_nothing_gets_a_new_epoch() {
+        let mut e = Election::default();
+        e.decide(&[seen(2, 0, None), seen(3, 0, None)]);
+        // 3 restarted before a heartbeat missed it: its file says it leads epoch 1, it does not.
+        let mut back = seen(3, 1, Some(3));
+        back.leading = false;
+        let d = e.decide(&[seen(2, 1, Some(3)), back]);
+        assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 2, true));
+        assert_eq!(d.announce_to, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_leader_that_has_not_heard_its_term_yet_is_told_again_not_replaced() {
+        let mut e = Election::default();
+        let d = e.decide(&[seen(1, 0, None), seen(2, 0, None), seen(3, 0, None)]);
+        assert_eq!((d.leader, d.epoch), (Some(3), 1));
+        // The next heartbeat overtook the announcement: nobody holds epoch 1 yet.
+        let d = e.decide(&[seen(1, 0, None), seen(2, 0, None), seen(3, 0, None)]);
+        assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 1, false));
+        assert_eq!(d.announce_to, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn two_front_ends_that_pick_different_leaders_never_open_the_same_epoch() {
+        // Front end A sees replicas 1..3, front end B only 1 and 2 (it cannot reach 3).
+        let mut a = Election::with_stride(4);
+        let mut b = Election::with_stride(4);
+        let all = [
+            seen(1, 5, Some(1)),
+            seen(2, 5, Some(1)),
+            seen(3, 5, Some(1)),
+        ];
+        let da = a.decide(&all);
+        let db = b.decide(&all[..2]);
+        assert_eq!((da.leader, db.leader), (Some(3), Some(2)));
+        assert_ne!(da.epoch, db.epoch, "one leader per epoch");
+        assert!(da.epoch > 5 && db.epoch > 5);
+        assert_eq!(da.epoch % 4, 3);
+        assert_eq!(db.epoch % 4, 2);
+        // Two front ends that pick the same leader pick the same term.
+        let mut c = Election::with_stride(4);
+        assert_eq!(c.decide(&all).epoch, da.epoch);
+    }
+
+    #[test]
+    fn a_new_epoch_is_above_every_epoch_a_replica_accepted() {
+        let mut e = Election::default();
+        // Replica 2 accepted epoch 7 for leader 3 (announced by another front end), 3 is gone.
+        let d = e.decide(&[seen(1, 4, Some(3)), seen(2, 7, Some(3))]);
+        assert_eq!((d.leader, d.epoch), (Some(2), 8));
+    }
+}
