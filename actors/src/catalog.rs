@@ -9,7 +9,9 @@
 //! the first answer, and a new order leader can ask which trades happened after the last one it
 //! recorded (rule 3).
 
-use crate::types::{Epoch, RequestId, Stock, StockSeed, TradeKind};
+use crate::types::{Epoch, RequestId, StockSeed, TradeKind};
+use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
+use crate::wire::frontend::Stock;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -17,25 +19,8 @@ use std::collections::{HashMap, VecDeque};
 /// Largest quantity one trade may move (order logs store quantities in 32 bits).
 pub const MAX_TRADE_QUANTITY: u64 = u32::MAX as u64;
 
-/// A trade as the catalog journals it. `seq` numbers the catalog's trades from 1 with no gaps.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TradeRecord {
-    /// Catalog trade sequence number.
-    pub seq: u64,
-    /// The request id the order leader traded under.
-    pub rid: RequestId,
-    /// Stock name.
-    pub name: String,
-    /// Buy or sell.
-    #[serde(rename = "type")]
-    pub kind: TradeKind,
-    /// Units traded.
-    pub quantity: u64,
-    /// Epoch of the leader that asked for it.
-    pub epoch: Epoch,
-}
-
-/// One line of the catalog's journal.
+/// One line of the catalog's journal. A trade line is the wire's `TradeRecord` with `"op":
+/// "trade"` added.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum JournalEntry {
@@ -46,38 +31,6 @@ pub enum JournalEntry {
         /// The epoch.
         epoch: Epoch,
     },
-}
-
-/// What a trade request asks for.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TradeRequest {
-    /// Request id; the same id is applied once.
-    pub rid: RequestId,
-    /// Stock name.
-    pub name: String,
-    /// Buy or sell.
-    #[serde(rename = "type")]
-    pub kind: TradeKind,
-    /// Units, at least 1.
-    pub quantity: u64,
-    /// Epoch of the order leader asking; older than the newest seen is refused.
-    pub epoch: Epoch,
-}
-
-/// The catalog's answer to a trade.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TradeOutcome {
-    /// Catalog sequence number of the trade.
-    pub seq: u64,
-    /// Stock name.
-    pub name: String,
-    /// Buy or sell.
-    #[serde(rename = "type")]
-    pub kind: TradeKind,
-    /// Units traded.
-    pub quantity: u64,
-    /// Price per unit.
-    pub price: f64,
 }
 
 /// What `Catalog::trade` decided.

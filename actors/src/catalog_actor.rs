@@ -2,11 +2,11 @@
 //! accepted trade through the group-commit writer, answers a trade only once it is durable,
 //! and then hands the changed stocks to whoever pushes invalidations.
 
-use crate::catalog::{
-    Accepted, Catalog, JournalEntry, Snapshot, TradeOutcome, TradeRecord, TradeRequest,
-};
+use crate::catalog::{Accepted, Catalog, JournalEntry, Snapshot};
 use crate::journal::{self, JournalWriter};
-use crate::types::{Epoch, Stock, StockSeed};
+use crate::types::{Epoch, StockSeed};
+use crate::wire::catalog::{TradeOutcome, TradeRequest, TradesPage};
+use crate::wire::frontend::Stock;
 use crate::{Error, Result};
 use actix::prelude::*;
 use std::collections::BTreeMap;
@@ -286,17 +286,6 @@ pub struct TradesAfter {
     pub limit: usize,
 }
 
-/// A page of the catalog's trade window.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TradesPage {
-    /// The trades, in sequence order.
-    pub trades: Vec<TradeRecord>,
-    /// False when trades that were asked for have already left the window.
-    pub complete: bool,
-    /// The catalog's last durable trade.
-    pub last_seq: u64,
-}
-
 impl Handler<TradesAfter> for CatalogActor {
     type Result = ResponseActFuture<Self, Result<TradesPage>>;
     fn handle(&mut self, msg: TradesAfter, _: &mut Context<Self>) -> Self::Result {
@@ -325,9 +314,10 @@ impl Handler<TradesAfter> for CatalogActor {
     }
 }
 
-/// The catalog's state for /status.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CatalogStatus {
+/// The table's part of the catalog's `/status` (the service adds its incarnation and
+/// subscribers to make `wire::catalog::CatalogStatus`).
+#[derive(Debug, Clone)]
+pub struct TableStatus {
     /// Last durable trade.
     pub last_seq: u64,
     /// Newest leader epoch seen.
@@ -338,13 +328,13 @@ pub struct CatalogStatus {
 
 /// Asks for the catalog's status.
 #[derive(Message)]
-#[rtype(result = "CatalogStatus")]
+#[rtype(result = "TableStatus")]
 pub struct GetStatus;
 
 impl Handler<GetStatus> for CatalogActor {
     type Result = MessageResult<GetStatus>;
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(CatalogStatus {
+        MessageResult(TableStatus {
             last_seq: self.catalog.durable_seq(),
             epoch: self.catalog.epoch(),
             stocks: self.catalog.stocks().to_vec(),

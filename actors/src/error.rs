@@ -1,6 +1,8 @@
 //! The one error type of the logic crate. Every failure a client or a peer can see is a
-//! variant here; the web crate maps each to an HTTP status in one place.
+//! variant here, with the wire's `ErrorKind` it travels as (`Error::kind`); the web crate
+//! answers each with that kind's HTTP status.
 
+use crate::wire::ErrorKind;
 use std::path::PathBuf;
 
 /// Result alias used across the logic crate.
@@ -55,15 +57,30 @@ pub enum Error {
     /// An I/O error, with what was being done.
     #[error("I/O error: {0}")]
     Io(String),
+    /// An error another service answered, passed on as it came (a leader forwards the
+    /// catalog's refusal of a trade to the front end this way).
+    #[error("{}", .0.message)]
+    Answered(crate::wire::ErrorObject),
 }
 
 impl Error {
+    /// The kind this error travels as between services.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::UnknownStock(_) | Error::UnknownOrder(_) => ErrorKind::NotFound,
+            Error::InsufficientQuantity { .. } => ErrorKind::InsufficientQuantity,
+            Error::Fenced { .. } => ErrorKind::Fenced,
+            Error::NotLeader(_) => ErrorKind::NotLeader,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Corrupt { .. } | Error::Io(_) => ErrorKind::Internal,
+            Error::Answered(e) => e.kind,
+        }
+    }
+
     /// True when the same request may succeed if tried again (possibly elsewhere).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Unavailable(_) | Error::NotLeader(_) | Error::Fenced { .. }
-        )
+        self.kind().is_retryable()
     }
 
     /// Wraps an I/O error with a short note on what was being done.

@@ -8,9 +8,10 @@ pub mod catalog;
 pub mod catalog_actor;
 mod error;
 pub mod journal;
-pub mod leader;
-pub mod order_store;
 pub mod orderlog;
+pub mod replication;
+pub mod sim;
 pub mod types;
+pub mod wire;
 
 pub use error::{Error, Result};

@@ -1,8 +1,11 @@
-//! Small value types shared by every part of the exchange: request ids, trade kinds, stocks
-//! and epochs, with their JSON shapes.
+//! Small value types shared by every part of the exchange: request ids, trade kinds, epochs
+//! and stock seeds, with their JSON shapes. The bodies built from them live in `crate::wire`.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// Moved to `crate::wire::frontend`; kept here for `cache.rs` until it imports it from there.
+pub use crate::wire::frontend::Stock;
 
 /// A leadership term, numbered by the front end's supervisor; bigger is newer.
 pub type Epoch = u64;
@@ -68,22 +71,6 @@ impl fmt::Display for TradeKind {
             TradeKind::Sell => "sell",
         })
     }
-}
-
-/// One listed stock as clients see it. `version` grows by one with every trade of it, so a
-/// cache can tell an older copy from a newer one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Stock {
-    /// Unique name, e.g. `GameStart`.
-    pub name: String,
-    /// Price per unit.
-    pub price: f64,
-    /// Quantity left to buy.
-    pub quantity: u64,
-    /// Total quantity traded so far (buys and sells).
-    pub volume: u64,
-    /// Number of trades applied to this stock.
-    pub version: u64,
 }
 
 /// How a stock starts out when the catalog has no files yet.

@@ -1,9 +1,12 @@
 //! Calls to the launcher's control API (`tradenet up` owns the processes): kill and start a
 //! service, restart the front end with another cache size, and compare the replicas' files.
+//! Paths and answers are `tradenet_actors::wire` (`wire::control`).
 
 use anyhow::Context;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use std::time::Duration;
+use tradenet_actors::wire::control::{Digest, ProcessPid};
+use tradenet_actors::wire::{self, DataBody};
 
 /// A blocking-free handle on the launcher's control API.
 #[derive(Clone, Debug)]
@@ -19,7 +22,7 @@ impl Control {
         }
     }
 
-    async fn call(&self, method: &str, path: &str) -> anyhow::Result<Value> {
+    async fn call<T: DeserializeOwned>(&self, method: &str, path: &str) -> anyhow::Result<T> {
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(30))
             .finish();
@@ -31,48 +34,45 @@ impl Control {
         let mut res = req.send().await.map_err(|e| {
             anyhow::anyhow!("launcher control API at {url}: {e} (is `tradenet up` running?)")
         })?;
-        let body: Value = res.json().limit(1 << 20).await.context("launcher answer")?;
-        anyhow::ensure!(res.status().is_success(), "launcher: {url}: {body}");
-        Ok(body["data"].clone())
+        let body = res.body().limit(1 << 20).await.context("launcher answer")?;
+        // The launcher's error objects are shown as they come: the text is what helps.
+        anyhow::ensure!(
+            res.status().is_success(),
+            "launcher: {url}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let answer: DataBody<T> = serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "launcher: {url}: unexpected answer {}",
+                String::from_utf8_lossy(&body)
+            )
+        })?;
+        Ok(answer.data)
     }
 
     /// SIGKILLs a service (`order-2`, `frontend`, ...).
     pub async fn kill(&self, name: &str) -> anyhow::Result<()> {
-        self.call("POST", &format!("/control/v1/kill/{name}"))
+        self.call::<ProcessPid>("POST", &wire::control_kill_path(name))
             .await
             .map(|_| ())
     }
 
     /// Starts a service again and waits until it is healthy.
     pub async fn start(&self, name: &str) -> anyhow::Result<()> {
-        self.call("POST", &format!("/control/v1/start/{name}"))
+        self.call::<ProcessPid>("POST", &wire::control_start_path(name))
             .await
             .map(|_| ())
     }
 
     /// Restarts the front end with another cache size (0 = off) and waits until it is healthy.
     pub async fn restart_frontend(&self, cache_size: usize) -> anyhow::Result<()> {
-        self.call(
-            "POST",
-            &format!("/control/v1/restart/frontend?cache_size={cache_size}"),
-        )
-        .await
-        .map(|_| ())
+        self.call::<ProcessPid>("POST", &wire::control_restart_frontend_path(cache_size))
+            .await
+            .map(|_| ())
     }
 
-    /// SHA-256 of each replica's order file: `[{name, bytes, sha256}]`.
-    pub async fn digests(&self) -> anyhow::Result<Vec<(String, u64, String)>> {
-        let v = self.call("GET", "/control/v1/digests").await?;
-        Ok(v.as_array()
-            .context("digest list")?
-            .iter()
-            .map(|d| {
-                (
-                    d["name"].as_str().unwrap_or_default().to_string(),
-                    d["bytes"].as_u64().unwrap_or_default(),
-                    d["sha256"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect())
+    /// Size and SHA-256 of each replica's order file.
+    pub async fn digests(&self) -> anyhow::Result<Vec<Digest>> {
+        self.call("GET", wire::CONTROL_DIGESTS).await
     }
 }

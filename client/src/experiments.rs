@@ -10,12 +10,17 @@ use anyhow::Context;
 use futures::future::join_all;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tradenet_actors::types::TradeKind;
+use tradenet_actors::wire::catalog::CatalogStatus;
+use tradenet_actors::wire::frontend::{FrontendStatus, OrderRequest, Stock};
+use tradenet_actors::wire::replica::{EntryId, Fetch, Fetched};
+use tradenet_actors::wire::{self, DataBody};
 
 /// Prints the run's table and verification line; returns the summaries.
 pub fn report(r: &RunReport) -> Vec<Summary> {
@@ -121,25 +126,26 @@ pub fn sweep(
     Ok(())
 }
 
-async fn json_get(client: &awc::Client, url: &str) -> anyhow::Result<Value> {
+/// GET `url` and parse the answer as a `T`, naming the URL and the answer when it is not one.
+async fn json_get<T: DeserializeOwned>(client: &awc::Client, url: &str) -> anyhow::Result<T> {
     let mut res = client
         .get(url)
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-    Ok(res.json::<Value>().limit(256 << 20).await?)
+    let body = res.body().limit(256 << 20).await?;
+    serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "GET {url}: unexpected answer {} {}",
+            res.status(),
+            String::from_utf8_lossy(&body[..body.len().min(500)])
+        )
+    })
 }
 
-/// The cache's entries, most recently used first, from a front end's `/status`.
-fn cache_entries(status: &Value) -> Vec<String> {
-    status["cache"]["entries"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+/// A front end's `/status`.
+async fn frontend_status(client: &awc::Client, frontend: &str) -> anyhow::Result<FrontendStatus> {
+    json_get(client, &format!("{frontend}{}", wire::STATUS)).await
 }
 
 /// `lru-trace`: a lookup sequence that forces evictions, printing after each step the cache's
@@ -148,10 +154,8 @@ pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Resul
     std::fs::create_dir_all(out)?;
     actix_rt::System::new().block_on(async {
         let client = awc::Client::default();
-        let status = json_get(&client, &format!("{frontend}/status")).await?;
-        let capacity = status["cache"]["capacity"]
-            .as_u64()
-            .context("front end /status has no cache")? as usize;
+        let status = frontend_status(&client, frontend).await?;
+        let capacity = status.cache.capacity;
         anyhow::ensure!(
             capacity > 0,
             "the cache is off (cache_size = 0): nothing to trace"
@@ -169,8 +173,8 @@ pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Resul
         seq.push(&stocks[(capacity + 1).min(stocks.len() - 1)]);
         seq.push(&stocks[1]);
         seq.push(&stocks[0]);
-        let mut prev = cache_entries(&status);
-        let mut hits = status["cache"]["hits"].as_u64().unwrap_or(0);
+        let mut prev = status.cache.entries;
+        let mut hits = status.cache.hits;
         let mut steps = Vec::new();
         let mut table = String::new();
         writeln!(
@@ -179,11 +183,11 @@ pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Resul
             "step", "lookup", "hit?", "evicted"
         )?;
         for (i, name) in seq.iter().enumerate() {
-            let res = json_get(&client, &format!("{frontend}/stocks/{name}")).await?;
-            anyhow::ensure!(res.get("data").is_some(), "lookup {name}: {res}");
-            let s = json_get(&client, &format!("{frontend}/status")).await?;
-            let entries = cache_entries(&s);
-            let now_hits = s["cache"]["hits"].as_u64().unwrap_or(0);
+            let url = format!("{frontend}{}", wire::stock_path(name));
+            json_get::<DataBody<Stock>>(&client, &url).await?;
+            let s = frontend_status(&client, frontend).await?;
+            let entries = s.cache.entries;
+            let now_hits = s.cache.hits;
             let outcome = if now_hits > hits { "hit" } else { "miss" };
             hits = now_hits;
             let evicted: Vec<&String> = prev.iter().filter(|p| !entries.contains(p)).collect();
@@ -288,17 +292,14 @@ pub fn chaos(
         let mut round = 0;
         while t0.elapsed() + chaos_opts.every + chaos_opts.down < chaos_opts.duration {
             tokio::time::sleep(chaos_opts.every).await;
-            let status = json_get(&client, &format!("{frontend}/status")).await?;
-            let ids: Vec<u64> = status["replicas"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|r| r["id"].as_u64()).collect())
-                .unwrap_or_default();
+            let status = frontend_status(&client, &frontend).await?;
+            let ids: Vec<u64> = status.replicas.iter().map(|r| r.id).collect();
             anyhow::ensure!(!ids.is_empty(), "the front end lists no replicas");
-            let victim = match (round, status["leader"].as_u64()) {
+            let victim = match (round, status.leader) {
                 (0, Some(leader)) => leader,
                 _ => ids[rng.gen_range(0..ids.len())],
             };
-            let is_leader = status["leader"].as_u64() == Some(victim);
+            let is_leader = status.leader == Some(victim);
             let name = format!("order-{victim}");
             control2.kill(&name).await?;
             let label = format!("kill {name}{}", if is_leader { " (leader)" } else { "" });
@@ -346,15 +347,17 @@ pub fn chaos(
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let d = control3.digests().await?;
-            let same = d.windows(2).all(|w| w[0].1 == w[1].1 && w[0].2 == w[1].2);
+            let same = d
+                .windows(2)
+                .all(|w| (w[0].bytes, &w[0].sha256) == (w[1].bytes, &w[1].sha256));
             if same || Instant::now() > deadline {
                 return Ok::<_, anyhow::Error>((same, d));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })?;
-    for (name, bytes, sha) in &digests.1 {
-        println!("  {name}: {bytes} bytes, sha256 {sha}");
+    for d in &digests.1 {
+        println!("  {}: {} bytes, sha256 {}", d.name, d.bytes, d.sha256);
     }
     let errors: u64 = summaries.iter().map(|s| s.errors).sum();
     println!(
@@ -443,21 +446,30 @@ pub fn bench(
                                 let t = Instant::now();
                                 let res = match kind {
                                     BenchKind::Lookup => {
-                                        client.get(format!("{base}/stocks/GameStart")).send().await
+                                        let path = wire::stock_path("GameStart");
+                                        client.get(format!("{base}{path}")).send().await
                                     }
                                     BenchKind::Query => {
                                         let k = rng.gen_range(0..orders.max(1));
-                                        client.get(format!("{base}/orders/{k}")).send().await
+                                        let path = wire::order_path(k);
+                                        client.get(format!("{base}{path}")).send().await
                                     }
                                     BenchKind::Trade => {
                                         let name = run::DEFAULT_STOCKS
                                             [rng.gen_range(0..run::DEFAULT_STOCKS.len())];
-                                        let side = if n.is_multiple_of(2) { "sell" } else { "buy" };
+                                        let kind = if n.is_multiple_of(2) {
+                                            TradeKind::Sell
+                                        } else {
+                                            TradeKind::Buy
+                                        };
+                                        let order = OrderRequest {
+                                            name: name.to_string(),
+                                            quantity: 1,
+                                            kind,
+                                        };
                                         client
-                                            .post(format!("{base}/orders"))
-                                            .send_json(
-                                                &json!({"name": name, "type": side, "quantity": 1}),
-                                            )
+                                            .post(format!("{base}{}", wire::ORDERS))
+                                            .send_json(&order)
                                             .await
                                     }
                                 };
@@ -524,7 +536,7 @@ pub fn plain_server(addr: &str, workers: usize) -> anyhow::Result<()> {
     actix_rt::System::new().block_on(async move {
         HttpServer::new(move || {
             App::new().route(
-                "/stocks/{name}",
+                wire::STOCK,
                 web::get().to(move || async move {
                     HttpResponse::Ok()
                         .content_type("application/json")
@@ -548,52 +560,54 @@ pub fn audit(catalog: &str, replica: &str, initial: u64) -> anyhow::Result<(usiz
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(30))
             .finish();
-        let status = json_get(&client, &format!("{catalog}/status")).await?;
+        let status: CatalogStatus =
+            json_get(&client, &format!("{catalog}{}", wire::STATUS)).await?;
         let mut sums: std::collections::HashMap<String, (i64, u64)> =
             std::collections::HashMap::new();
-        let mut after: Option<(u64, u64)> = None;
+        let mut after: Option<EntryId> = None;
         let mut count = 0;
+        let url = format!("{replica}{}", wire::FETCH);
         loop {
-            let url = match after {
-                None => format!("{replica}/internal/v1/log?limit=10000"),
-                Some((n, e)) => format!(
-                    "{replica}/internal/v1/log?limit=10000&after_number={n}&after_epoch={e}"
-                ),
+            let fetch = Fetch {
+                after,
+                limit: 10_000,
+                max_bytes: wire::MAX_BODY_BYTES * 16,
             };
-            let page = json_get(&client, &url).await?;
-            let orders = page["data"]["orders"]
-                .as_array()
-                .context("replica log page")?;
+            let mut res = client
+                .post(&url)
+                .send_json(&fetch)
+                .await
+                .map_err(|e| anyhow::anyhow!("POST {url}: {e}"))?;
+            let body = res.body().limit(256 << 20).await?;
+            let page: DataBody<Fetched> = serde_json::from_slice(&body)
+                .with_context(|| format!("POST {url}: unexpected answer {}", res.status()))?;
+            let orders = page
+                .data
+                .orders
+                .context("the replica's log changed while reading it")?;
             if orders.is_empty() {
                 break;
             }
             for o in orders {
-                let q = o["quantity"].as_u64().unwrap_or(0);
-                let e = sums
-                    .entry(o["name"].as_str().unwrap_or_default().to_string())
-                    .or_default();
-                e.0 += if o["type"] == "buy" {
-                    -(q as i64)
-                } else {
-                    q as i64
+                let e = sums.entry(o.name.clone()).or_default();
+                e.0 += match o.kind {
+                    TradeKind::Buy => -(o.quantity as i64),
+                    TradeKind::Sell => o.quantity as i64,
                 };
-                e.1 += q;
-                after = Some((
-                    o["number"].as_u64().unwrap_or(0),
-                    o["epoch"].as_u64().unwrap_or(0),
-                ));
+                e.1 += o.quantity;
+                after = Some(EntryId {
+                    number: o.number,
+                    epoch: o.epoch,
+                });
                 count += 1;
             }
         }
         let mut problems = Vec::new();
-        for s in status["stocks"].as_array().context("catalog stocks")? {
-            let name = s["name"].as_str().unwrap_or_default();
+        for s in &status.stocks {
+            let name = s.name.as_str();
             let (delta, volume) = sums.get(name).copied().unwrap_or_default();
             let want = initial as i64 + delta;
-            let (q, v) = (
-                s["quantity"].as_i64().unwrap_or(-1),
-                s["volume"].as_u64().unwrap_or(0),
-            );
+            let (q, v) = (s.quantity as i64, s.volume);
             if q != want || v != volume {
                 problems.push(format!(
                     "{name}: catalog quantity {q} volume {v}, log says {want} and {volume}"
@@ -611,35 +625,53 @@ pub fn failover(frontend: &str, control: &Control, rounds: usize) -> anyhow::Res
     let frontend = frontend.to_string();
     let control = control.clone();
     actix_rt::System::new().block_on(async move {
-        let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish();
         let mut times = Vec::new();
         for round in 0..rounds {
-            let status = json_get(&client, &format!("{frontend}/status")).await?;
-            let leader = status["leader"].as_u64().context("no leader to kill")?;
+            let status = frontend_status(&client, &frontend).await?;
+            let leader = status.leader.context("no leader to kill")?;
             let name = format!("order-{leader}");
             // Warm the connection to the front end so the figure is the failover alone.
-            let _ = client.get(format!("{frontend}/stocks/GameStart")).send().await;
+            let _ = client
+                .get(format!("{frontend}{}", wire::stock_path("GameStart")))
+                .send()
+                .await;
             control.kill(&name).await?;
             let t = Instant::now();
+            let order = OrderRequest {
+                name: "GameStart".into(),
+                quantity: 1,
+                kind: if round % 2 == 0 {
+                    TradeKind::Sell
+                } else {
+                    TradeKind::Buy
+                },
+            };
             let mut res = client
-                .post(format!("{frontend}/orders"))
-                .send_json(&json!({"name": "GameStart", "type": if round % 2 == 0 { "sell" } else { "buy" }, "quantity": 1}))
+                .post(format!("{frontend}{}", wire::ORDERS))
+                .send_json(&order)
                 .await
                 .map_err(|e| anyhow::anyhow!("trade after killing the leader: {e}"))?;
             let ms = t.elapsed().as_secs_f64() * 1000.0;
-            let body: Value = res.json().await.unwrap_or_default();
-            anyhow::ensure!(res.status().is_success(), "trade after killing {name}: {body}");
-            println!("round {}: killed {name} (leader); next trade answered after {ms:.1} ms", round + 1);
+            let body = res.body().await.unwrap_or_default();
+            anyhow::ensure!(
+                res.status().is_success(),
+                "trade after killing {name}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            println!(
+                "round {}: killed {name} (leader); next trade answered after {ms:.1} ms",
+                round + 1
+            );
             times.push(ms);
             control.start(&name).await?;
             // Wait until the returning replica leads again, so every round starts alike.
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
-                let s = json_get(&client, &format!("{frontend}/status")).await?;
-                let serving = s["replicas"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r["id"] == s["leader"] && r["role"] == "leader"));
-                if s["leader"].as_u64() == Some(leader) && serving {
+                let s = frontend_status(&client, &frontend).await?;
+                if s.serving_leader() == Some(leader) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -9,13 +9,15 @@ use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tradenet_actors::types::TradeKind;
+use tradenet_actors::wire::frontend::{OrderPlaced, OrderRequest, OrderView, Stock};
+use tradenet_actors::wire::{self, DataBody};
 
 /// The default course stocks, used when the tool is not told otherwise.
 pub const DEFAULT_STOCKS: [&str; 16] = [
@@ -62,27 +64,13 @@ pub struct RunOpts {
     pub timeout: Duration,
 }
 
-/// An order as the client placed it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placed {
-    /// Transaction number.
-    pub number: u64,
-    /// Stock name.
-    pub name: String,
-    /// buy or sell.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Units.
-    pub quantity: u64,
-}
-
 /// What a run measured and found.
 #[derive(Debug, Default)]
 pub struct RunReport {
     /// Every request.
     pub samples: Vec<Sample>,
-    /// Every order placed.
-    pub orders: Vec<Placed>,
+    /// Every order placed, as `GET /orders/{number}` should read it back.
+    pub orders: Vec<OrderView>,
     /// One line per order that read back differently (or not at all).
     pub mismatches: Vec<String>,
     /// Wall time of the load phase.
@@ -98,12 +86,14 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// Sends `req` (with `body` as JSON), records the sample, and returns the status and the
+    /// answer's bytes (None when there was no answer).
     async fn call(
         &mut self,
         kind: Kind,
         req: awc::ClientRequest,
-        body: Option<&Value>,
-    ) -> (u16, Option<Value>) {
+        body: Option<&OrderRequest>,
+    ) -> (u16, Option<Vec<u8>>) {
         let start = Instant::now();
         let res = match body {
             Some(b) => req.send_json(b).await,
@@ -112,7 +102,8 @@ impl Session<'_> {
         let (status, value) = match res {
             Ok(mut r) => {
                 let status = r.status().as_u16();
-                (status, r.json::<Value>().limit(1 << 20).await.ok())
+                let bytes = r.body().limit(1 << 20).await.ok().map(|b| b.to_vec());
+                (status, bytes)
             }
             Err(_) => (0, None),
         };
@@ -127,38 +118,43 @@ impl Session<'_> {
     }
 
     async fn lookup(&mut self, name: &str) -> Option<u64> {
-        let req = self.client.get(format!("{}/stocks/{name}", self.base));
+        let req = self
+            .client
+            .get(format!("{}{}", self.base, wire::stock_path(name)));
         match self.call(Kind::Lookup, req, None).await {
-            (200, Some(v)) => v["data"]["quantity"].as_u64(),
+            (200, Some(b)) => data::<Stock>(&b).map(|s| s.quantity),
             _ => None,
         }
     }
 
-    async fn trade(&mut self, name: &str, kind: &str, quantity: u64) -> Option<u64> {
-        let req = self.client.post(format!("{}/orders", self.base));
-        let body = json!({"name": name, "type": kind, "quantity": quantity});
-        match self.call(Kind::Trade, req, Some(&body)).await {
-            (200, Some(v)) => v["data"]["transaction_number"].as_u64(),
+    async fn trade(&mut self, order: &OrderRequest) -> Option<u64> {
+        let req = self.client.post(format!("{}{}", self.base, wire::ORDERS));
+        match self.call(Kind::Trade, req, Some(order)).await {
+            (200, Some(b)) => data::<OrderPlaced>(&b).map(|p| p.transaction_number),
             _ => None,
         }
     }
 
-    async fn query(&mut self, n: u64) -> (u16, Option<Value>) {
-        let req = self.client.get(format!("{}/orders/{n}", self.base));
+    async fn query(&mut self, n: u64) -> (u16, Option<Vec<u8>>) {
+        let req = self
+            .client
+            .get(format!("{}{}", self.base, wire::order_path(n)));
         self.call(Kind::Query, req, None).await
     }
 }
 
-/// Compares an order's read-back with what was placed; None when they agree.
-pub fn mismatch(placed: &Placed, status: u16, body: Option<&Value>) -> Option<String> {
-    let d = body.map(|b| &b["data"]);
-    let agrees = status == 200
-        && d.is_some_and(|d| {
-            d["number"] == placed.number
-                && d["name"] == placed.name.as_str()
-                && d["type"] == placed.kind.as_str()
-                && d["quantity"] == placed.quantity
-        });
+/// The payload of a `{"data": ...}` answer, None when the answer is not one of `T`.
+pub fn data<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_json::from_slice::<DataBody<T>>(body)
+        .ok()
+        .map(|d| d.data)
+}
+
+/// Compares an order's read-back (status and answer bytes) with what was placed; None when
+/// they agree.
+pub fn mismatch(placed: &OrderView, status: u16, body: Option<&[u8]>) -> Option<String> {
+    let read = body.and_then(data::<OrderView>);
+    let agrees = status == 200 && read.as_ref() == Some(placed);
     (!agrees).then(|| {
         format!(
             "order {}: placed {} {} {}, read back {status} {}",
@@ -166,7 +162,7 @@ pub fn mismatch(placed: &Placed, status: u16, body: Option<&Value>) -> Option<St
             placed.kind,
             placed.quantity,
             placed.name,
-            body.map_or("(no body)".into(), |b| b.to_string())
+            body.map_or("(no body)".into(), String::from_utf8_lossy)
         )
     })
 }
@@ -179,7 +175,7 @@ async fn session(
     t0: Instant,
     stop: &AtomicBool,
     bar: &ProgressBar,
-) -> (Vec<Sample>, Vec<Placed>, Vec<String>) {
+) -> (Vec<Sample>, Vec<OrderView>, Vec<String>) {
     let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(id as u64 * 7919));
     let mut s = Session {
         id,
@@ -196,14 +192,22 @@ async fn session(
         let name = opts.stocks[rng.gen_range(0..opts.stocks.len())].clone();
         if let Some(quantity) = s.lookup(&name).await {
             if quantity > 0 && rng.gen_bool(opts.p.clamp(0.0, 1.0)) {
-                let kind = if rng.gen_bool(0.5) { "buy" } else { "sell" };
-                let q = rng.gen_range(1..=quantity.min(5));
-                if let Some(number) = s.trade(&name, kind, q).await {
-                    placed.push(Placed {
+                let kind = if rng.gen_bool(0.5) {
+                    TradeKind::Buy
+                } else {
+                    TradeKind::Sell
+                };
+                let order = OrderRequest {
+                    name,
+                    quantity: rng.gen_range(1..=quantity.min(5)),
+                    kind,
+                };
+                if let Some(number) = s.trade(&order).await {
+                    placed.push(OrderView {
+                        name: order.name,
                         number,
-                        name,
-                        kind: kind.into(),
-                        quantity: q,
+                        quantity: order.quantity,
+                        kind: order.kind,
                     });
                 }
             }
@@ -213,7 +217,7 @@ async fn session(
     let mut mismatches = Vec::new();
     for p in &placed {
         let (status, body) = s.query(p.number).await;
-        mismatches.extend(mismatch(p, status, body.as_ref()));
+        mismatches.extend(mismatch(p, status, body.as_deref()));
     }
     (s.samples, placed, mismatches)
 }

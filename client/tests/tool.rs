@@ -2,62 +2,79 @@
 //! an order, and the CSV and SVG files it writes exist and parse.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tradenet_actors::wire::frontend::{OrderPlaced, OrderRequest, OrderView, Stock};
+use tradenet_actors::wire::{self, DataBody, ErrorBody, ErrorKind, ErrorObject};
 use tradenet_client::run::{self, RunOpts};
 use tradenet_client::stats::Kind;
 use tradenet_client::{plot, stats};
 
-/// A front end in memory: every stock has quantity 100, orders are numbered from 0 and kept;
-/// with `lie_about` set, that order is read back with a different quantity.
+/// A front end in memory, answering the public API's shapes: every stock has quantity 100,
+/// orders are numbered from 0 and kept; with `lie_about` set, that order is read back with a
+/// different quantity.
 fn fake_front_end(lie_about: Option<u64>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         let next = Arc::new(AtomicU64::new(0));
-        let orders: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let orders: Arc<Mutex<Vec<OrderView>>> = Arc::default();
         actix_web::rt::System::new().block_on(async move {
             HttpServer::new(move || {
                 let (next, orders, orders2) = (next.clone(), orders.clone(), orders.clone());
                 App::new()
                     .route(
-                        "/stocks/{name}",
+                        wire::STOCK,
                         web::get().to(|name: web::Path<String>| async move {
-                            HttpResponse::Ok().json(
-                                json!({"data": {"name": *name, "price": 1.0, "quantity": 100}}),
-                            )
+                            HttpResponse::Ok().json(DataBody {
+                                data: Stock {
+                                    name: name.into_inner(),
+                                    price: 1.0,
+                                    quantity: 100,
+                                    volume: 0,
+                                    version: 0,
+                                },
+                            })
                         }),
                     )
                     .route(
-                        "/orders",
-                        web::post().to(move |body: web::Json<Value>| {
+                        wire::ORDERS,
+                        web::post().to(move |body: web::Json<OrderRequest>| {
                             let (next, orders) = (next.clone(), orders.clone());
                             async move {
                                 let n = next.fetch_add(1, Ordering::SeqCst);
-                                let mut o = body.into_inner();
-                                o["number"] = json!(n);
-                                orders.lock().unwrap().push(o);
-                                HttpResponse::Ok().json(json!({"data": {"transaction_number": n}}))
+                                let o = body.into_inner();
+                                orders.lock().unwrap().push(OrderView {
+                                    name: o.name,
+                                    number: n,
+                                    quantity: o.quantity,
+                                    kind: o.kind,
+                                });
+                                HttpResponse::Ok().json(DataBody {
+                                    data: OrderPlaced {
+                                        transaction_number: n,
+                                    },
+                                })
                             }
                         }),
                     )
                     .route(
-                        "/orders/{n}",
+                        wire::ORDER,
                         web::get().to(move |n: web::Path<u64>| {
                             let orders = orders2.clone();
                             async move {
                                 let n = n.into_inner();
                                 let Some(mut o) = orders.lock().unwrap().get(n as usize).cloned()
                                 else {
-                                    return HttpResponse::NotFound()
-                                        .json(json!({"error": {"code": 404, "message": "no"}}));
+                                    return HttpResponse::NotFound().json(ErrorBody {
+                                        error: ErrorObject::new(ErrorKind::NotFound, "no"),
+                                    });
                                 };
                                 if Some(n) == lie_about {
-                                    o["quantity"] = json!(o["quantity"].as_u64().unwrap() + 1);
+                                    o.quantity += 1;
                                 }
-                                HttpResponse::Ok().json(json!({"data": o}))
+                                HttpResponse::Ok().json(DataBody { data: o })
                             }
                         }),
                     )

@@ -1,84 +1,25 @@
 //! The catalog service: the stock table behind HTTP, and the publisher that pushes an
 //! invalidation to every subscribed front end after each durable batch of trades.
 //!
-//! Internal API (JSON, versioned by path; see `docs/internal-api.md`):
-//! - `POST /internal/v1/trade` `{rid, name, type, quantity, epoch}` -> the trade's outcome,
-//!   answered once durable; the same `rid` returns the first answer and trades once.
-//! - `POST /internal/v1/trades/since` `{after, epoch, limit}` -> durable trades after `after`.
-//! - `POST /internal/v1/subscribe` `{id, url}` -> `{incarnation}`; invalidations then go to
-//!   `POST {url}/internal/v1/invalidate`.
-//! - `GET /internal/v1/hello?subscriber=ID` -> `{incarnation, subscribed}`, which front ends
-//!   poll to notice a lost link or a restarted catalog.
+//! Its internal API is in `docs/internal-api.md`; the paths and bodies are
+//! `tradenet_actors::wire` (`wire::catalog` for the bodies).
 
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
 use actix::prelude::*;
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
-use tradenet_actors::catalog::TradeRequest;
 use tradenet_actors::catalog_actor::{
     CatalogActor, CatalogOptions, GetStatus, Invalidated, LoadedCatalog, Lookup, Trade, TradesAfter,
 };
 use tradenet_actors::types::validate_name;
-
-/// A front end's subscription request.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Subscribe {
-    /// The front end's instance id (random per start).
-    pub id: String,
-    /// Base URL the catalog pushes to.
-    pub url: String,
-}
-
-/// What the catalog says about itself to a subscriber.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Hello {
-    /// Random per catalog start: a change means the catalog restarted.
-    pub incarnation: u64,
-    /// Whether the asking front end is still subscribed.
-    pub subscribed: bool,
-}
-
-/// One stock's new version, as pushed to front ends.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Invalidation {
-    /// Stock name.
-    pub name: String,
-    /// Its version after the trade.
-    pub version: u64,
-}
-
-/// The body of a push to a front end.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InvalidationBatch {
-    /// The pushing catalog's incarnation.
-    pub incarnation: u64,
-    /// Changed stocks.
-    pub stocks: Vec<Invalidation>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SinceBody {
-    after: u64,
-    epoch: u64,
-    #[serde(default = "default_limit")]
-    limit: usize,
-}
-
-fn default_limit() -> usize {
-    10_000
-}
-
-#[derive(Debug, Deserialize)]
-struct HelloQuery {
-    subscriber: Option<String>,
-}
+use tradenet_actors::wire;
+use tradenet_actors::wire::catalog::{
+    CatalogStatus, Hello, HelloQuery, Invalidation, InvalidationAck, InvalidationBatch, Subscribe,
+    TradeRequest, TradesSince,
+};
 
 struct Subscriber {
     url: String,
@@ -118,14 +59,14 @@ impl Publisher {
             incarnation: self.incarnation,
             stocks: std::mem::take(&mut sub.queue),
         };
-        let url = format!("{}/internal/v1/invalidate", sub.url);
+        let url = format!("{}{}", sub.url, wire::INVALIDATE);
         let client = self
             .client
             .get_or_insert_with(|| http::client(self.timeout))
             .clone();
         let id = id.to_string();
         ctx.spawn(
-            async move { http::post::<_, serde_json::Value>(&client, &url, &batch).await }
+            async move { http::post::<_, InvalidationAck>(&client, &url, &batch).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
                     Ok(_) => {
@@ -228,12 +169,12 @@ pub struct CatalogState {
 
 /// The catalog's routes, for `main` and in-process tests alike.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/stocks/{name}").route(web::get().to(lookup)))
-        .service(resource("/status").route(web::get().to(status)))
-        .service(resource("/internal/v1/trade").route(web::post().to(trade)))
-        .service(resource("/internal/v1/trades/since").route(web::post().to(trades_since)))
-        .service(resource("/internal/v1/subscribe").route(web::post().to(subscribe)))
-        .service(resource("/internal/v1/hello").route(web::get().to(hello)));
+    cfg.service(resource(wire::STOCK).route(web::get().to(lookup)))
+        .service(resource(wire::STATUS).route(web::get().to(status)))
+        .service(resource(wire::TRADE).route(web::post().to(trade)))
+        .service(resource(wire::TRADES_SINCE).route(web::post().to(trades_since)))
+        .service(resource(wire::SUBSCRIBE).route(web::post().to(subscribe)))
+        .service(resource(wire::HELLO).route(web::get().to(hello)));
 }
 
 async fn lookup(
@@ -264,7 +205,7 @@ async fn trade(
 
 async fn trades_since(
     state: web::Data<CatalogState>,
-    body: web::Json<SinceBody>,
+    body: web::Json<TradesSince>,
 ) -> ApiResult<HttpResponse> {
     let page = state
         .catalog
@@ -316,13 +257,13 @@ async fn status(state: web::Data<CatalogState>) -> ApiResult<HttpResponse> {
         .await
         .map_err(to_api)?;
     let hello = state.publisher.send(AskHello(None)).await.map_err(to_api)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "incarnation": hello.incarnation,
-        "last_trade": status.last_seq,
-        "epoch": status.epoch,
-        "subscribers": subscribers,
-        "stocks": status.stocks,
-    })))
+    Ok(HttpResponse::Ok().json(CatalogStatus {
+        epoch: status.epoch,
+        incarnation: hello.incarnation,
+        last_trade: status.last_seq,
+        stocks: status.stocks,
+        subscribers,
+    }))
 }
 
 fn to_api(e: MailboxError) -> ApiError {

@@ -1,57 +1,33 @@
 //! The front end: the public REST API, served from the LRU cache actor for lookups (kept
-//! fresh by the catalog's pushed invalidations) and through the supervisor's leader for
-//! orders, with failover retries that clients do not see.
+//! fresh by the catalog's pushed invalidations, `catalog_link.rs`) and through the
+//! supervisor's leader for orders, with failover retries that clients do not see.
 //!
-//! The catalog link actor polls the catalog every heartbeat. When the catalog cannot be
-//! reached, restarted (new incarnation), or forgot this front end (a failed push), the cache
-//! is emptied and the front end subscribes again (rule 6).
+//! The paths and bodies are `tradenet_actors::wire` (`wire::frontend`, and
+//! `wire::catalog::InvalidationBatch` for the catalog's push).
 
-use crate::catalog::{Hello, InvalidationBatch, Subscribe};
+use crate::catalog_link::{CatalogLink, LinkStatus};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
 use crate::supervisor::{self, CurrentLeader, Leader, Recheck, Supervisor};
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 use tradenet_actors::cache::{self, CacheActor, CacheStatus};
 use tradenet_actors::orderlog::Order;
-use tradenet_actors::types::{validate_name, RequestId, Stock, TradeKind};
+use tradenet_actors::types::{validate_name, RequestId};
+use tradenet_actors::wire;
+use tradenet_actors::wire::catalog::{InvalidationAck, InvalidationBatch};
+use tradenet_actors::wire::frontend::{
+    FrontendStatus, OrderPlaced, OrderRequest, OrderView, PlaceOrder, Stock,
+};
 
 /// Largest quantity one order may ask for.
 pub const MAX_ORDER_QUANTITY: u64 = 1_000_000;
 /// Pause between two attempts while the leader changes.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
-
-/// A client's order, as the public API takes it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OrderRequest {
-    /// Stock name.
-    pub name: String,
-    /// Units, 1 or more.
-    pub quantity: u64,
-    /// "buy" or "sell".
-    #[serde(rename = "type")]
-    pub kind: TradeKind,
-}
-
-/// An order as the leader receives it from a front end.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlaceOrder {
-    /// Request id: random, or derived from the client's Idempotency-Key.
-    pub rid: RequestId,
-    /// Stock name.
-    pub name: String,
-    /// Units.
-    pub quantity: u64,
-    /// Buy or sell.
-    #[serde(rename = "type")]
-    pub kind: TradeKind,
-}
 
 /// What the front end's handlers share.
 #[derive(Clone)]
@@ -66,11 +42,11 @@ pub struct FrontendState {
 
 /// The front end's routes, for `main` and in-process tests alike.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/stocks/{name}").route(web::get().to(lookup)))
-        .service(resource("/orders").route(web::post().to(place_order)))
-        .service(resource("/orders/{number}").route(web::get().to(get_order)))
-        .service(resource("/status").route(web::get().to(status)))
-        .service(resource("/internal/v1/invalidate").route(web::post().to(invalidate)));
+    cfg.service(resource(wire::STOCK).route(web::get().to(lookup)))
+        .service(resource(wire::ORDERS).route(web::post().to(place_order)))
+        .service(resource(wire::ORDER).route(web::get().to(get_order)))
+        .service(resource(wire::STATUS).route(web::get().to(status)))
+        .service(resource(wire::INVALIDATE).route(web::post().to(invalidate)));
 }
 
 async fn lookup(
@@ -91,7 +67,7 @@ async fn lookup(
             Err(g) => generation = Some(g),
         }
     }
-    let url = format!("{}/stocks/{name}", state.catalog_url);
+    let url = format!("{}{}", state.catalog_url, wire::stock_path(&name));
     let stock: Stock = http::get(&client, &url).await?;
     if let (Some(cache), Some(generation)) = (&state.cache, generation) {
         if !state.fill_delay.is_zero() {
@@ -151,16 +127,16 @@ async fn place_order(
         async move {
             http::post(
                 &client,
-                &format!("{}/internal/v1/orders", leader.url),
+                &format!("{}{}", leader.url, wire::REPLICA_ORDERS),
                 &order,
             )
             .await
         }
     })
     .await?;
-    Ok(ok(
-        serde_json::json!({ "transaction_number": placed.number }),
-    ))
+    Ok(ok(OrderPlaced {
+        transaction_number: placed.number,
+    }))
 }
 
 async fn get_order(
@@ -171,15 +147,18 @@ async fn get_order(
     let n = number.into_inner();
     let order: Order = with_leader(&state, |leader| {
         let client = client.clone();
-        async move { http::get(&client, &format!("{}/internal/v1/orders/{n}", leader.url)).await }
+        async move {
+            let url = format!("{}{}", leader.url, wire::replica_order_path(n));
+            http::get(&client, &url).await
+        }
     })
     .await?;
-    Ok(ok(serde_json::json!({
-        "number": order.number,
-        "name": order.name,
-        "type": order.kind,
-        "quantity": order.quantity,
-    })))
+    Ok(ok(OrderView {
+        name: order.name,
+        number: order.number,
+        quantity: order.quantity,
+        kind: order.kind,
+    }))
 }
 
 /// Runs `call` against the leader; when it fails in a way a new leader may fix, asks the
@@ -240,7 +219,7 @@ async fn invalidate(
             .await
             .map_err(mailbox)?;
     }
-    Ok(ok(serde_json::json!({ "ok": true })))
+    Ok(ok(InvalidationAck { ok: true }))
 }
 
 async fn status(state: web::Data<FrontendState>) -> ApiResult<HttpResponse> {
@@ -251,13 +230,13 @@ async fn status(state: web::Data<FrontendState>) -> ApiResult<HttpResponse> {
         .map_err(mailbox)?;
     let cache = cache_status(&state).await?;
     let link = state.link.send(LinkStatus).await.map_err(mailbox)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "leader": sup.leader,
-        "epoch": sup.epoch,
-        "replicas": sup.replicas,
-        "cache": cache,
-        "catalog": link,
-    })))
+    Ok(HttpResponse::Ok().json(FrontendStatus {
+        cache,
+        catalog: link,
+        epoch: sup.epoch,
+        leader: sup.leader,
+        replicas: sup.replicas,
+    }))
 }
 
 async fn cache_status(state: &FrontendState) -> ApiResult<CacheStatus> {
@@ -271,119 +250,6 @@ fn mailbox(e: MailboxError) -> ApiError {
     ApiError::from(tradenet_actors::Error::from(e))
 }
 
-/// Keeps this front end subscribed to the catalog; see the module docs.
-pub struct CatalogLink {
-    id: String,
-    catalog_url: String,
-    callback_url: String,
-    interval: Duration,
-    timeout: Duration,
-    cache: Option<Addr<CacheActor>>,
-    client: Option<awc::Client>,
-    incarnation: Option<u64>,
-    connected: bool,
-    busy: bool,
-}
-
-/// The link's state for `/status`.
-#[derive(Clone, Debug, Serialize, Deserialize, MessageResponse)]
-pub struct LinkState {
-    /// This front end's subscriber id.
-    pub subscriber: String,
-    /// Subscribed and answering.
-    pub connected: bool,
-    /// The catalog incarnation subscribed to.
-    pub incarnation: Option<u64>,
-}
-
-#[derive(Message)]
-#[rtype(result = "LinkState")]
-struct LinkStatus;
-
-impl Handler<LinkStatus> for CatalogLink {
-    type Result = LinkState;
-    fn handle(&mut self, _: LinkStatus, _: &mut Context<Self>) -> LinkState {
-        LinkState {
-            subscriber: self.id.clone(),
-            connected: self.connected,
-            incarnation: self.incarnation,
-        }
-    }
-}
-
-impl CatalogLink {
-    fn flush(&self, reason: String) {
-        if let Some(cache) = &self.cache {
-            cache.do_send(cache::Flush(reason));
-        }
-    }
-
-    fn check(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
-            return;
-        }
-        self.busy = true;
-        let client = self
-            .client
-            .get_or_insert_with(|| http::client(self.timeout))
-            .clone();
-        let hello_url = format!(
-            "{}/internal/v1/hello?subscriber={}",
-            self.catalog_url, self.id
-        );
-        let sub_url = format!("{}/internal/v1/subscribe", self.catalog_url);
-        let sub = Subscribe {
-            id: self.id.clone(),
-            url: self.callback_url.clone(),
-        };
-        let known = self.incarnation;
-        let connected = self.connected;
-        ctx.spawn(
-            async move {
-                let hello: Hello = http::get(&client, &hello_url).await?;
-                if connected && hello.subscribed && Some(hello.incarnation) == known {
-                    return Ok(None);
-                }
-                let fresh: Hello = http::post(&client, &sub_url, &sub).await?;
-                Ok::<_, ApiError>(Some(fresh.incarnation))
-            }
-            .into_actor(self)
-            .map(|res, act, _| {
-                act.busy = false;
-                match res {
-                    Ok(None) => {}
-                    Ok(Some(incarnation)) => {
-                        let reason = match act.incarnation {
-                            None => "subscribed to the catalog".to_string(),
-                            Some(old) if old != incarnation => {
-                                format!("the catalog restarted (incarnation {old:016x} -> {incarnation:016x}); resubscribed")
-                            }
-                            Some(_) => "the catalog had dropped this front end; resubscribed".to_string(),
-                        };
-                        act.incarnation = Some(incarnation);
-                        act.connected = true;
-                        act.flush(reason);
-                    }
-                    Err(e) => {
-                        if act.connected {
-                            act.connected = false;
-                            act.flush(format!("lost the catalog ({e})"));
-                        }
-                    }
-                }
-            }),
-        );
-    }
-}
-
-impl Actor for CatalogLink {
-    type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.check(ctx);
-        ctx.run_interval(self.interval, |act, ctx| act.check(ctx));
-    }
-}
-
 /// Starts the front end's actors on the current thread's arbiter.
 fn start_actors(config: &Config) -> FrontendState {
     let cache = NonZeroUsize::new(config.frontend.cache_size).map(|n| CacheActor::new(n).start());
@@ -392,18 +258,13 @@ fn start_actors(config: &Config) -> FrontendState {
         None => log::info!("cache off (cache_size = 0): every lookup asks the catalog"),
     }
     let catalog_url = crate::config::url(&config.catalog.addr);
-    let link = CatalogLink {
-        id: format!("{:016x}", rand::random::<u64>()),
-        catalog_url: catalog_url.clone(),
-        callback_url: crate::config::url(&config.frontend.addr),
-        interval: config.heartbeat(),
-        timeout: config.request_timeout(),
-        cache: cache.clone(),
-        client: None,
-        incarnation: None,
-        connected: false,
-        busy: false,
-    }
+    let link = CatalogLink::new(
+        catalog_url.clone(),
+        crate::config::url(&config.frontend.addr),
+        config.heartbeat(),
+        config.request_timeout(),
+        cache.clone(),
+    )
     .start();
     let supervisor = Supervisor::new(config).start();
     FrontendState {

@@ -8,22 +8,13 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::time::{Duration, Instant};
-
-/// Largest request body accepted, in bytes; larger bodies get 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// The `{"data": ...}` envelope of every successful answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Data<T> {
-    /// The payload.
-    pub data: T,
-}
+use tradenet_actors::wire::{self, DataBody, ErrorKind, Health, MAX_BODY_BYTES};
 
 /// Answers `200 {"data": value}`.
 pub fn ok<T: Serialize>(value: T) -> HttpResponse {
-    HttpResponse::Ok().json(Data { data: value })
+    HttpResponse::Ok().json(DataBody { data: value })
 }
 
 /// A service that is not healthy until it has recovered registers one of these as app data:
@@ -92,7 +83,8 @@ impl Metrics {
         let mut buf = Vec::new();
         let encoder = prometheus::TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
-            return ApiError::new(500, "internal", format!("metrics: {e}")).into_response();
+            return ApiError::with_kind(ErrorKind::Internal, format!("metrics: {e}"))
+                .into_response();
         }
         HttpResponse::Ok()
             .content_type(encoder.format_type())
@@ -150,18 +142,21 @@ pub fn app(
                 Ok(res)
             }
         })
-        .service(resource("/health").route(web::get().to(
+        .service(resource(wire::HEALTH).route(web::get().to(
             move |ready: Option<web::Data<Readiness>>| async move {
                 match ready {
                     Some(r) if !r.0.load(std::sync::atomic::Ordering::Acquire) => {
                         ApiError::unavailable(format!("{service} is recovering")).into_response()
                     }
-                    _ => ok(serde_json::json!({ "status": "ok", "service": service })),
+                    _ => ok(Health {
+                        service: service.to_string(),
+                        status: "ok".to_string(),
+                    }),
                 }
             },
         )))
         .service(
-            resource("/metrics")
+            resource(wire::METRICS)
                 .route(web::get().to(|m: web::Data<Metrics>| async move { m.render() })),
         )
         .configure(routes)
@@ -174,9 +169,8 @@ pub fn app(
 /// A resource whose unknown methods get 405 with the error object.
 pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|req: HttpRequest| async move {
-        ApiError::new(
-            405,
-            "method_not_allowed",
+        ApiError::with_kind(
+            ErrorKind::MethodNotAllowed,
             format!("{} is not allowed on {}", req.method(), req.path()),
         )
         .into_response()
@@ -186,9 +180,8 @@ pub fn resource(path: &str) -> actix_web::Resource {
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let api = match &err {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::new(
-                413,
-                "too_large",
+            ApiError::with_kind(
+                ErrorKind::TooLarge,
                 format!("request body larger than {MAX_BODY_BYTES} bytes"),
             )
         }
@@ -309,7 +302,7 @@ where
     if !res.status().is_success() {
         return Err(error::from_body(res.status().as_u16(), &body));
     }
-    serde_json::from_slice::<Data<T>>(&body)
+    serde_json::from_slice::<DataBody<T>>(&body)
         .map(|d| d.data)
         .map_err(|e| ApiError::unavailable(format!("{url}: unexpected answer ({e})")))
 }

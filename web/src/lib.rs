@@ -3,6 +3,7 @@
 //! `tradenet-actors`; this crate maps it to routes, JSON and calls between services.
 
 pub mod catalog;
+pub mod catalog_link;
 pub mod config;
 pub mod error;
 pub mod frontend;

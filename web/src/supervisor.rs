@@ -1,35 +1,16 @@
-//! The front end's supervisor actor: heartbeats every replica, makes the highest live id the
-//! leader (pure choice in `tradenet_actors::leader`), announces each new term to every live
-//! replica, and re-checks at once when a request to the leader fails.
+//! The front end's supervisor actor: heartbeats every replica each `heartbeat_ms`, hands the
+//! answers to the pure rule (`tradenet_actors::replication::supervision`), announces each new
+//! term to the replicas it names, and re-checks at once when a request to the leader fails.
 
 use crate::config::{Config, ReplicaConfig};
 use crate::http;
-use crate::replica::ReplicaState;
 use actix::prelude::*;
 use futures::future::join_all;
-use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tradenet_actors::leader::{Election, Seen};
-use tradenet_actors::order_store::Term;
-
-/// What the supervisor knows of one replica.
-#[derive(Clone, Debug, Serialize)]
-pub struct ReplicaView {
-    /// Replica id.
-    pub id: u64,
-    /// Its address.
-    pub addr: String,
-    /// leader, follower, taking_over, recovering, lagging (the leader does not wait for it),
-    /// or down.
-    pub role: String,
-    /// Answered the last heartbeat and is ready.
-    pub live: bool,
-    /// Last order number it holds.
-    pub last_order: Option<u64>,
-    /// The epoch it has accepted.
-    pub epoch: Option<u64>,
-}
+use tradenet_actors::replication::supervision::Supervision;
+use tradenet_actors::replication::{ReplicaState, Term};
+use tradenet_actors::wire::{self, frontend::ReplicaView, replica::Accepted};
 
 /// The leader to send orders to.
 #[derive(Clone, Debug)]
@@ -47,8 +28,7 @@ pub struct Supervisor {
     replicas: Vec<ReplicaConfig>,
     interval: Duration,
     client: Option<awc::Client>,
-    election: Election,
-    views: Vec<ReplicaView>,
+    rule: Supervision,
     round_running: bool,
     waiting: Vec<oneshot::Sender<()>>,
     queued: Vec<oneshot::Sender<()>>,
@@ -57,23 +37,12 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor for the replicas of `config`.
     pub fn new(config: &Config) -> Supervisor {
+        let ids: Vec<u64> = config.replicas.iter().map(|r| r.id).collect();
         Supervisor {
-            views: config
-                .replicas
-                .iter()
-                .map(|r| ReplicaView {
-                    id: r.id,
-                    addr: r.addr.clone(),
-                    role: "down".into(),
-                    live: false,
-                    last_order: None,
-                    epoch: None,
-                })
-                .collect(),
             replicas: config.replicas.clone(),
             interval: config.heartbeat(),
             client: None,
-            election: Election::default(),
+            rule: Supervision::new(&ids),
             round_running: false,
             waiting: Vec::new(),
             queued: Vec::new(),
@@ -81,12 +50,12 @@ impl Supervisor {
     }
 
     fn leader(&self) -> Option<Leader> {
-        let id = self.election.leader()?;
+        let (id, epoch) = self.rule.leader()?;
         let r = self.replicas.iter().find(|r| r.id == id)?;
         Some(Leader {
             id,
             url: crate::config::url(&r.addr),
-            epoch: self.election.epoch(),
+            epoch,
         })
     }
 
@@ -102,21 +71,26 @@ impl Supervisor {
             .clone();
         let probes = self.replicas.iter().map(|r| {
             let client = client.clone();
-            let url = format!("{}/internal/v1/state", crate::config::url(&r.addr));
+            let url = format!("{}{}", crate::config::url(&r.addr), wire::REPLICA_STATE);
             async move { http::get::<ReplicaState>(&client, &url).await.ok() }
         });
         let probes = join_all(probes.collect::<Vec<_>>());
         ctx.spawn(probes.into_actor(self).then(move |states, act, _| {
-            let announce = act.observe(&states);
-            let client = client.clone();
+            let announce: Vec<(String, Term)> = act
+                .rule
+                .observe(&states)
+                .into_iter()
+                .filter_map(|(id, term)| {
+                    let r = act.replicas.iter().find(|r| r.id == id)?;
+                    Some((r.addr.clone(), term))
+                })
+                .collect();
             async move {
                 let calls = announce.into_iter().map(|(addr, term)| {
                     let client = client.clone();
                     async move {
-                        let url = format!("{}/internal/v1/term", crate::config::url(&addr));
-                        if let Err(e) =
-                            http::post::<_, serde_json::Value>(&client, &url, &term).await
-                        {
+                        let url = format!("{}{}", crate::config::url(&addr), wire::TERM);
+                        if let Err(e) = http::post::<_, Accepted>(&client, &url, &term).await {
                             log::warn!("announcing epoch {} to {addr} failed: {e}", term.epoch);
                         }
                     }
@@ -135,86 +109,6 @@ impl Supervisor {
                 }
             })
         }));
-    }
-
-    /// Folds one round of heartbeats into the views and the election; returns who must be
-    /// told the current term.
-    fn observe(&mut self, states: &[Option<ReplicaState>]) -> Vec<(String, Term)> {
-        let mut live = Vec::new();
-        // Followers the current leader does not wait for are not live until in step again:
-        // a live replica is one that holds every acknowledged order.
-        let lagging: Vec<u64> = states
-            .iter()
-            .flatten()
-            .filter(|s| s.role == "leader" && Some(s.id) == self.election.leader())
-            .flat_map(|s| s.lagging.iter().copied())
-            .collect();
-        for (view, state) in self.views.iter_mut().zip(states) {
-            let was_live = view.live;
-            match state {
-                Some(s) if s.ready && lagging.contains(&s.id) => {
-                    view.live = false;
-                    view.role = "lagging".into();
-                    view.last_order = s.last.map(|e| e.number);
-                    view.epoch = Some(s.term.epoch);
-                }
-                Some(s) => {
-                    view.live = s.ready;
-                    view.role = s.role.clone();
-                    view.last_order = s.last.map(|e| e.number);
-                    view.epoch = Some(s.term.epoch);
-                    if s.ready {
-                        live.push(Seen {
-                            id: view.id,
-                            term: s.term,
-                            leading: s.role == "leader" || s.role == "taking_over",
-                        });
-                    }
-                }
-                None => {
-                    view.live = false;
-                    view.role = "down".into();
-                }
-            }
-            if was_live != view.live {
-                log::info!(
-                    "replica {} at {} is {}",
-                    view.id,
-                    view.addr,
-                    if view.live { "up" } else { view.role.as_str() }
-                );
-            }
-        }
-        let before = self.election.leader();
-        let decision = self.election.decide(&live);
-        if decision.elected || before != decision.leader {
-            match decision.leader {
-                Some(l) if !decision.new_epoch => log::info!(
-                    "replica {l} leads epoch {} (an existing term, adopted); live replicas {:?}",
-                    decision.epoch,
-                    live.iter().map(|s| s.id).collect::<Vec<_>>()
-                ),
-                Some(l) => log::info!(
-                    "election: replica {l} leads in epoch {} (was {}); live replicas {:?}",
-                    decision.epoch,
-                    before.map_or("none".into(), |b| b.to_string()),
-                    live.iter().map(|s| s.id).collect::<Vec<_>>()
-                ),
-                None => {
-                    log::warn!("election: no replica is live; orders get 503 until one returns")
-                }
-            }
-        }
-        let term = Term {
-            epoch: decision.epoch,
-            leader: decision.leader,
-        };
-        decision
-            .announce_to
-            .iter()
-            .filter_map(|id| self.replicas.iter().find(|r| r.id == *id))
-            .map(|r| (r.addr.clone(), term))
-            .collect()
     }
 }
 
@@ -261,7 +155,7 @@ impl Handler<Recheck> for Supervisor {
 }
 
 /// The leader, epoch and every replica's view, for `/status`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct SupervisorStatus {
     /// Current leader id.
     pub leader: Option<u64>,
@@ -279,10 +173,24 @@ pub struct GetStatus;
 impl Handler<GetStatus> for Supervisor {
     type Result = MessageResult<GetStatus>;
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let replicas = self
+            .rule
+            .views()
+            .iter()
+            .zip(&self.replicas)
+            .map(|(v, r)| ReplicaView {
+                id: v.id,
+                addr: r.addr.clone(),
+                role: v.role.as_str().to_string(),
+                live: v.live,
+                last_order: v.last_order,
+                epoch: v.epoch,
+            })
+            .collect();
         MessageResult(SupervisorStatus {
-            leader: self.election.leader(),
-            epoch: self.election.epoch(),
-            replicas: self.views.clone(),
+            leader: self.rule.leader().map(|l| l.0),
+            epoch: self.rule.epoch(),
+            replicas,
         })
     }
 }

@@ -2,42 +2,43 @@
 //! front ends, the fill/invalidation race, cache size 0, and flushing after a catalog restart.
 
 use crate::harness::*;
-use serde_json::{json, Value};
 use std::time::Duration;
+use tradenet_actors::types::{RequestId, TradeKind};
+use tradenet_actors::wire::catalog::TradeRequest;
+use tradenet_actors::wire::frontend::FrontendStatus;
+use tradenet_actors::wire::{self, STOCK};
 
-fn entries(status: &Value) -> Vec<String> {
-    status["cache"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap().to_string())
-        .collect()
+fn entries(status: &FrontendStatus) -> Vec<String> {
+    status.cache.entries.clone()
 }
 
 fn catalog_trade(c: &Cluster, rid: u128, name: &str) {
-    let (status, body) = post(
-        &c.catalog,
-        "/internal/v1/trade",
-        &json!({"rid": format!("{rid:032x}"), "name": name, "type": "buy", "quantity": 1, "epoch": 0}),
-        &[],
-    );
+    let trade = TradeRequest {
+        rid: RequestId(rid),
+        name: name.to_string(),
+        kind: TradeKind::Buy,
+        quantity: 1,
+        epoch: 0,
+    };
+    let (status, body) = post(&c.catalog, wire::TRADE, &trade, &[]);
     assert_eq!(status, 200, "{body}");
 }
 
 /// Requests the catalog has answered on its lookup route, from its Prometheus metrics.
 fn catalog_lookups(c: &Cluster) -> u64 {
-    let text = try_get(&c.catalog, "/metrics").unwrap().1;
+    let text = try_get(&c.catalog, wire::METRICS).unwrap().1;
     let text = text.as_str().unwrap_or_default().to_string();
     text.lines()
         .filter(|l| {
-            l.starts_with("tradenet_http_requests_total") && l.contains("route=\"/stocks/{name}\"")
+            l.starts_with("tradenet_http_requests_total")
+                && l.contains(&format!("route=\"{STOCK}\""))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
 
 fn subscribed(addr: &str) -> bool {
-    get(addr, "/status").1["catalog"]["connected"] == true
+    frontend_status(addr).catalog.connected
 }
 
 fn catalog_front_end(cache_size: usize, fill_delay_ms: u64) -> Cluster {
@@ -68,17 +69,22 @@ fn least_recently_used_entry_is_replaced_first() {
         ["MenhirCo", "GameStart", "BoarCo"],
         "FishCo was least recently used"
     );
-    assert_eq!(s["cache"]["capacity"], 3);
-    assert_eq!(s["cache"]["evictions"], 1);
-    assert_eq!(s["cache"]["hits"], 1);
-    assert_eq!(s["cache"]["misses"], 4);
+    assert_eq!(
+        (
+            s.cache.capacity,
+            s.cache.evictions,
+            s.cache.hits,
+            s.cache.misses
+        ),
+        (3, 1, 1, 4)
+    );
     // More lookups: the cache never holds more than its capacity.
     for name in ["Reneium", "PiloteCo", "FishCo", "CaesarTech"] {
         stock(&c.frontend, name);
     }
     let s = c.status();
     assert_eq!(entries(&s), ["CaesarTech", "FishCo", "PiloteCo"]);
-    assert_eq!(s["cache"]["evictions"], 5);
+    assert_eq!(s.cache.evictions, 5);
 }
 
 #[test]
@@ -91,9 +97,9 @@ fn one_trade_invalidates_the_entry_in_two_front_ends() {
         || subscribed(&second).then_some(()),
     );
     for fe in [&c.frontend, &second] {
-        assert_eq!(stock(fe, "GameStart")["quantity"], 100);
+        assert_eq!(stock(fe, "GameStart").quantity, 100);
         assert_eq!(
-            stock(fe, "GameStart")["quantity"],
+            stock(fe, "GameStart").quantity,
             100,
             "second lookup is a hit"
         );
@@ -101,14 +107,11 @@ fn one_trade_invalidates_the_entry_in_two_front_ends() {
     catalog_trade(&c, 1, "GameStart");
     for fe in [c.frontend.clone(), second] {
         wait_for("invalidation", Duration::from_secs(10), || {
-            let s = get(&fe, "/status").1;
+            let s = frontend_status(&fe);
             (!entries(&s).contains(&"GameStart".to_string())).then_some(())
         });
         let s = stock(&fe, "GameStart");
-        assert_eq!(
-            (s["quantity"].as_u64(), s["version"].as_u64()),
-            (Some(99), Some(1))
-        );
+        assert_eq!((s.quantity, s.version), (99, 1));
     }
 }
 
@@ -125,25 +128,25 @@ fn a_slow_fill_racing_an_invalidation_leaves_no_stale_entry() {
     });
     catalog_trade(&c, 2, "FishCo");
     wait_for("the invalidation", Duration::from_secs(10), || {
-        (c.status()["cache"]["invalidations"].as_u64() >= Some(1)).then_some(())
+        (c.status().cache.invalidations >= 1).then_some(())
     });
     assert!(
         !lookup.is_finished(),
         "the invalidation must overtake the slow fill"
     );
     assert_eq!(
-        lookup.join().unwrap()["quantity"],
+        lookup.join().unwrap().quantity,
         100,
         "that lookup read before the trade"
     );
     let s = c.status();
     assert!(
         !entries(&s).contains(&"FishCo".to_string()),
-        "stale value reinstalled: {s}"
+        "stale value reinstalled: {s:?}"
     );
-    assert_eq!(s["cache"]["stale_fills"], 1);
+    assert_eq!(s.cache.stale_fills, 1);
     // The next lookup reads the new value (and, after its own delay, caches it).
-    assert_eq!(stock(&c.frontend, "FishCo")["quantity"], 99);
+    assert_eq!(stock(&c.frontend, "FishCo").quantity, 99);
 }
 
 #[test]
@@ -155,11 +158,11 @@ fn cache_size_zero_sends_every_lookup_to_the_catalog() {
     }
     assert_eq!(catalog_lookups(&c) - before, 5);
     let s = c.status();
-    assert_eq!(s["cache"]["capacity"], 0);
+    assert_eq!(s.cache.capacity, 0);
     assert!(entries(&s).is_empty());
     catalog_trade(&c, 3, "GameStart");
     assert_eq!(
-        stock(&c.frontend, "GameStart")["quantity"],
+        stock(&c.frontend, "GameStart").quantity,
         99,
         "no cache, no staleness"
     );
@@ -171,17 +174,16 @@ fn front_end_flushes_and_resubscribes_after_a_catalog_restart() {
     stock(&c.frontend, "BoarCo");
     let s = c.status();
     assert_eq!(entries(&s), ["BoarCo"]);
-    let incarnation = s["catalog"]["incarnation"].clone();
-    let flushes = s["cache"]["flushes"].as_u64().unwrap();
+    let incarnation = s.catalog.incarnation;
+    let flushes = s.cache.flushes;
     c.kill("catalog");
     c.start_catalog();
     let s = wait_for("flush and resubscription", Duration::from_secs(10), || {
         let s = c.status();
-        (s["catalog"]["connected"] == true && s["catalog"]["incarnation"] != incarnation)
-            .then_some(s)
+        (s.catalog.connected && s.catalog.incarnation != incarnation).then_some(s)
     });
-    assert!(entries(&s).is_empty(), "cache emptied: {s}");
-    assert!(s["cache"]["flushes"].as_u64().unwrap() > flushes);
+    assert!(entries(&s).is_empty(), "cache emptied: {s:?}");
+    assert!(s.cache.flushes > flushes);
     assert!(
         c.log("frontend").contains("cache flushed"),
         "{}",
@@ -195,5 +197,5 @@ fn front_end_flushes_and_resubscribes_after_a_catalog_restart() {
         Duration::from_secs(10),
         || (!entries(&c.status()).contains(&"BoarCo".to_string())).then_some(()),
     );
-    assert_eq!(stock(&c.frontend, "BoarCo")["quantity"], 99);
+    assert_eq!(stock(&c.frontend, "BoarCo").quantity, 99);
 }

@@ -2,15 +2,18 @@
 //! a torn journal tail is cut, a corrupt middle line stops start-up naming file and line.
 
 use crate::harness::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tradenet_actors::types::{RequestId, TradeKind};
+use tradenet_actors::wire;
+use tradenet_actors::wire::catalog::{TradeOutcome, TradeRequest, TradesPage, TradesSince};
 
 /// rid -> (stock, type, quantity, catalog seq) of every acknowledged trade.
-type Acked = HashMap<String, (String, String, u64, u64)>;
+type Acked = HashMap<RequestId, (String, TradeKind, u64, u64)>;
 
 fn catalog_only() -> Cluster {
     let mut c = Cluster::new(Opts {
@@ -21,17 +24,30 @@ fn catalog_only() -> Cluster {
     c
 }
 
-fn rid(n: u64) -> String {
-    format!("{:032x}", 0xabc0_0000_0000u64 + n)
+fn rid(n: u64) -> RequestId {
+    RequestId(0xabc0_0000_0000 + u128::from(n))
 }
 
-fn trade(addr: &str, rid: &str, name: &str, kind: &str, quantity: u64) -> Option<(u16, Value)> {
-    try_post(
-        addr,
-        "/internal/v1/trade",
-        &json!({"rid": rid, "name": name, "type": kind, "quantity": quantity, "epoch": 0}),
-        &[],
-    )
+fn trade(
+    addr: &str,
+    rid: RequestId,
+    name: &str,
+    kind: TradeKind,
+    quantity: u64,
+) -> Option<(u16, Value)> {
+    let trade = TradeRequest {
+        rid,
+        name: name.to_string(),
+        kind,
+        quantity,
+        epoch: 0,
+    };
+    try_post(addr, wire::TRADE, &trade, &[])
+}
+
+/// The catalog sequence number of a 200 answer to a trade.
+fn seq(body: &Value) -> u64 {
+    data::<TradeOutcome>(body).seq
 }
 
 #[test]
@@ -52,14 +68,17 @@ fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_r
                     }
                     let r = rid(t * 10_000 + i);
                     let name = names[(i % 3) as usize];
-                    let kind = if i % 2 == 0 { "sell" } else { "buy" };
-                    sent.push((r.clone(), name, kind));
-                    if let Some((200, body)) = trade(&addr, &r, name, kind, 1) {
-                        let seq = body["data"]["seq"].as_u64().unwrap();
+                    let kind = if i % 2 == 0 {
+                        TradeKind::Sell
+                    } else {
+                        TradeKind::Buy
+                    };
+                    sent.push((r, name, kind));
+                    if let Some((200, body)) = trade(&addr, r, name, kind, 1) {
                         acked
                             .lock()
                             .unwrap()
-                            .insert(r, (name.into(), kind.into(), 1, seq));
+                            .insert(r, (name.into(), kind, 1, seq(&body)));
                     }
                 }
                 sent
@@ -79,32 +98,25 @@ fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_r
     let acked = acked.lock().unwrap().clone();
 
     // Every acknowledged trade is there, with its number: the same rid answers the same seq.
-    for (r, (name, kind, q, seq)) in &acked {
-        let (status, body) = trade(&addr, r, name, kind, *q).unwrap();
+    for (r, (name, kind, q, acked_seq)) in &acked {
+        let (status, body) = trade(&addr, *r, name, *kind, *q).unwrap();
         assert_eq!(status, 200, "{body}");
-        assert_eq!(
-            body["data"]["seq"].as_u64(),
-            Some(*seq),
-            "rid {r} answered a different trade"
-        );
+        assert_eq!(seq(&body), *acked_seq, "rid {r} answered a different trade");
     }
     // Retrying everything that was sent (acknowledged or not) applies each rid at most once.
     for (r, name, kind) in &sent {
-        let _ = trade(&addr, r, name, kind, 1);
+        let _ = trade(&addr, *r, name, *kind, 1);
     }
-    let (_, page) = post(
-        &addr,
-        "/internal/v1/trades/since",
-        &json!({"after": 0, "epoch": 0, "limit": 100000}),
-        &[],
-    );
-    let trades = page["data"]["trades"].as_array().unwrap();
+    let since = TradesSince {
+        after: 0,
+        epoch: 0,
+        limit: 100_000,
+    };
+    let (_, page) = post(&addr, wire::TRADES_SINCE, &since, &[]);
+    let trades = data::<TradesPage>(&page).trades;
     let mut seen = std::collections::HashSet::new();
-    for t in trades {
-        assert!(
-            seen.insert(t["rid"].as_str().unwrap().to_string()),
-            "rid applied twice: {t}"
-        );
+    for t in &trades {
+        assert!(seen.insert(t.rid), "rid applied twice: {t:?}");
     }
     assert_eq!(
         trades.len(),
@@ -112,7 +124,7 @@ fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_r
         "every sent rid applied exactly once after retries"
     );
     // Conservation over the journal.
-    assert_conservation(&addr, trades);
+    assert_conservation(&addr, &trades);
 }
 
 #[test]
@@ -120,7 +132,10 @@ fn torn_journal_tail_is_cut_on_restart() {
     let mut c = catalog_only();
     let addr = c.catalog.clone();
     for i in 0..3 {
-        assert_eq!(trade(&addr, &rid(i), "FishCo", "buy", 2).unwrap().0, 200);
+        assert_eq!(
+            trade(&addr, rid(i), "FishCo", TradeKind::Buy, 2).unwrap().0,
+            200
+        );
     }
     c.kill("catalog");
     let journal = c.data("catalog").join("journal.jsonl");
@@ -141,8 +156,8 @@ fn torn_journal_tail_is_cut_on_restart() {
     );
     assert_eq!(catalog_stocks(&addr)["FishCo"], (94, 6));
     // The catalog keeps working and numbering after the cut.
-    let (_, body) = trade(&addr, &rid(9), "FishCo", "sell", 1).unwrap();
-    assert_eq!(body["data"]["seq"], 4);
+    let (_, body) = trade(&addr, rid(9), "FishCo", TradeKind::Sell, 1).unwrap();
+    assert_eq!(seq(&body), 4);
 }
 
 #[test]
@@ -150,7 +165,10 @@ fn corrupt_middle_line_stops_start_up_naming_file_and_line() {
     let mut c = catalog_only();
     let addr = c.catalog.clone();
     for i in 0..3 {
-        assert_eq!(trade(&addr, &rid(i), "BoarCo", "buy", 1).unwrap().0, 200);
+        assert_eq!(
+            trade(&addr, rid(i), "BoarCo", TradeKind::Buy, 1).unwrap().0,
+            200
+        );
     }
     c.kill("catalog");
     let journal = c.data("catalog").join("journal.jsonl");

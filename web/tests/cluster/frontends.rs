@@ -3,19 +3,13 @@
 //! both to the same new leader without a client-visible error.
 
 use crate::harness::*;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use tradenet_actors::types::TradeKind;
 
 fn both_agree(a: &str, b: &str) -> Option<(u64, u64)> {
     let x = serving_leader(a)?;
     (Some(x) == serving_leader(b)).then_some(x)
-}
-
-fn number(body: &Value) -> u64 {
-    body["data"]["transaction_number"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no number: {body}"))
 }
 
 #[test]
@@ -31,10 +25,15 @@ fn two_front_ends_agree_on_the_leader_and_share_one_numbering() {
     let mut numbers = BTreeSet::new();
     for i in 0..10 {
         let fe = if i % 2 == 0 { &first } else { &second };
-        let (status, body) = order(fe, "GameStart", if i % 3 == 0 { "buy" } else { "sell" }, 1);
+        let kind = if i % 3 == 0 {
+            TradeKind::Buy
+        } else {
+            TradeKind::Sell
+        };
+        let (status, body) = order(fe, "GameStart", kind, 1);
         assert_eq!(status, 200, "{body}");
         assert!(
-            numbers.insert(number(&body)),
+            numbers.insert(transaction_number(&body)),
             "a number given twice: {body}"
         );
     }
@@ -43,10 +42,10 @@ fn two_front_ends_agree_on_the_leader_and_share_one_numbering() {
     // Both keep trading through the failover.
     for i in 0..10 {
         let fe = if i % 2 == 0 { &first } else { &second };
-        let (status, body) = order(fe, "FishCo", "sell", 1);
+        let (status, body) = order(fe, "FishCo", TradeKind::Sell, 1);
         assert_eq!(status, 200, "{body}");
         assert!(
-            numbers.insert(number(&body)),
+            numbers.insert(transaction_number(&body)),
             "a number given twice: {body}"
         );
     }
@@ -67,7 +66,7 @@ fn two_front_ends_agree_on_the_leader_and_share_one_numbering() {
     );
     assert_eq!(back, 3);
     assert!(last_epoch > new_epoch);
-    let (status, body) = order(&second, "BoarCo", "buy", 2);
-    assert_eq!((status, number(&body)), (200, 20));
+    let (status, body) = order(&second, "BoarCo", TradeKind::Buy, 2);
+    assert_eq!((status, transaction_number(&body)), (200, 20));
     c.wait_converged();
 }

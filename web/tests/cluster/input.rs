@@ -2,6 +2,8 @@
 
 use crate::harness::*;
 use serde_json::json;
+use tradenet_actors::types::TradeKind;
+use tradenet_actors::wire;
 
 #[test]
 fn bad_input_gets_the_error_object_and_changes_nothing() {
@@ -115,13 +117,10 @@ fn bad_input_gets_the_error_object_and_changes_nothing() {
         assert_eq!(error_code(body), *want as u64, "case {i}: {body}");
     }
     // Nothing traded, nothing recorded.
-    assert_eq!(stock(fe, "GameStart")["quantity"], 100);
-    assert_eq!(get(&c.catalog, "/status").1["last_trade"], 0);
-    assert_eq!(get(fe, "/orders/0").0, 404);
+    assert_eq!(stock(fe, "GameStart").quantity, 100);
+    assert_eq!(catalog_status(&c.catalog).last_trade, 0);
+    assert_eq!(get(fe, &wire::order_path(0)).0, 404);
     // And the exchange still works.
-    let (status, body) = order(fe, "GameStart", "buy", 1);
-    assert_eq!(
-        (status, &body["data"]["transaction_number"]),
-        (200, &json!(0))
-    );
+    let (status, body) = order(fe, "GameStart", TradeKind::Buy, 1);
+    assert_eq!((status, transaction_number(&body)), (200, 0));
 }

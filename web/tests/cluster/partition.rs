@@ -8,12 +8,14 @@
 //! How the hosts are built: see docs/multi-host-test.md.
 
 use crate::harness::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tradenet_actors::types::TradeKind;
+use tradenet_actors::wire;
 
 /// The hosts, by short name, with the last byte of their address.
 const HOSTS: [(&str, u8); 6] = [
@@ -154,7 +156,7 @@ impl Hosts {
             .unwrap();
         self.procs.insert(host.to_string(), child);
         wait_for(&format!("{host} healthy"), READY, || {
-            (try_get(health, "/health")?.0 == 200).then_some(())
+            (try_get(health, wire::HEALTH)?.0 == 200).then_some(())
         });
     }
 
@@ -188,7 +190,7 @@ fn both_lead(f1: &str, f2: &str, id: u64) -> Option<u64> {
     (a == id && b == id && e == e2).then_some(e)
 }
 
-type Acked = Arc<Mutex<BTreeMap<u64, (String, String, u64)>>>;
+type Acked = Arc<Mutex<BTreeMap<u64, (String, TradeKind, u64)>>>;
 
 #[test]
 fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order() {
@@ -257,19 +259,15 @@ fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order(
                     }
                     let name = ["GameStart", "FishCo", "BoarCo"][(i % 3) as usize].to_string();
                     let kind = if (i + t as u64).is_multiple_of(2) {
-                        "sell"
+                        TradeKind::Sell
                     } else {
-                        "buy"
+                        TradeKind::Buy
                     };
-                    match try_post(
-                        &fe,
-                        "/orders",
-                        &json!({"name": name, "type": kind, "quantity": 1}),
-                        &[],
-                    ) {
+                    let order = order_body(&name, kind, 1);
+                    match try_post(&fe, wire::ORDERS, &order, &[]) {
                         Some((200, body)) => {
-                            let n = body["data"]["transaction_number"].as_u64().unwrap();
-                            let old = acked.lock().unwrap().insert(n, (name, kind.to_string(), 1));
+                            let n = transaction_number(&body);
+                            let old = acked.lock().unwrap().insert(n, (name, kind, 1));
                             assert!(old.is_none(), "number {n} given twice");
                             count.fetch_add(1, Ordering::Relaxed);
                         }
@@ -369,7 +367,11 @@ fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order(
                 o["type"].as_str(),
                 o["quantity"].as_u64()
             ),
-            (Some(name.as_str()), Some(kind.as_str()), Some(*q)),
+            (
+                Some(name.as_str()),
+                Some(kind.to_string().as_str()),
+                Some(*q)
+            ),
             "order {n}"
         );
     }

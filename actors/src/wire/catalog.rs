@@ -1,0 +1,206 @@
+//! The catalog's internal API: trades from order leaders, the trade window a new leader reads
+//! back, front ends' subscriptions, the invalidations pushed to them, and `/status`.
+//!
+//! [`TradeRecord`] is also the catalog journal's trade line (`crate::catalog::JournalEntry`),
+//! so a change here changes that file format too.
+
+use super::frontend::Stock;
+use crate::types::{Epoch, RequestId, TradeKind};
+use serde::{Deserialize, Serialize};
+
+/// `POST /internal/v1/trade`: what an order leader asks the catalog to trade.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeRequest {
+    /// Request id; the same id is applied once.
+    pub rid: RequestId,
+    /// Stock name.
+    pub name: String,
+    /// Buy or sell.
+    #[serde(rename = "type")]
+    pub kind: TradeKind,
+    /// Units, at least 1.
+    pub quantity: u64,
+    /// Epoch of the order leader asking; older than the newest seen is refused (`fenced`).
+    pub epoch: Epoch,
+}
+
+/// The catalog's answer to a trade, once it is durable; the same request id always gets the
+/// first answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeOutcome {
+    /// Catalog sequence number of the trade (the order's number plus one).
+    pub seq: u64,
+    /// Stock name.
+    pub name: String,
+    /// Buy or sell.
+    #[serde(rename = "type")]
+    pub kind: TradeKind,
+    /// Units traded.
+    pub quantity: u64,
+    /// Price per unit.
+    pub price: f64,
+}
+
+/// One trade as the catalog journals it and reports it to a new leader. `seq` numbers the
+/// catalog's trades from 1 with no gaps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeRecord {
+    /// Catalog trade sequence number.
+    pub seq: u64,
+    /// The request id the order leader traded under.
+    pub rid: RequestId,
+    /// Stock name.
+    pub name: String,
+    /// Buy or sell.
+    #[serde(rename = "type")]
+    pub kind: TradeKind,
+    /// Units traded.
+    pub quantity: u64,
+    /// Epoch of the leader that asked for it.
+    pub epoch: Epoch,
+}
+
+/// How many trades [`TradesSince`] asks for when it does not say.
+pub const DEFAULT_TRADES_LIMIT: usize = 10_000;
+
+fn default_trades_limit() -> usize {
+    DEFAULT_TRADES_LIMIT
+}
+
+/// `POST /internal/v1/trades/since`: a new leader asks for the durable trades after the last
+/// one it recorded. Carrying its epoch raises the catalog's fence, so older leaders can no
+/// longer trade.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TradesSince {
+    /// Return trades with a larger sequence number.
+    pub after: u64,
+    /// The asking leader's epoch.
+    pub epoch: Epoch,
+    /// At most this many ([`DEFAULT_TRADES_LIMIT`] when absent; the catalog clamps it).
+    #[serde(default = "default_trades_limit")]
+    pub limit: usize,
+}
+
+/// The answer to [`TradesSince`]: a page of the catalog's trade window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradesPage {
+    /// The trades, in sequence order.
+    pub trades: Vec<TradeRecord>,
+    /// False when trades that were asked for have already left the window.
+    pub complete: bool,
+    /// The catalog's last durable trade.
+    pub last_seq: u64,
+}
+
+/// `POST /internal/v1/subscribe`: a front end asks for invalidation pushes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    /// The front end's instance id (random per start).
+    pub id: String,
+    /// Base URL the catalog pushes to (`POST {url}/internal/v1/invalidate`).
+    pub url: String,
+}
+
+/// The query of `GET /internal/v1/hello`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HelloQuery {
+    /// The asking front end's id, if it has subscribed.
+    pub subscriber: Option<String>,
+}
+
+/// What the catalog says about itself to a subscriber, answering `subscribe` and `hello`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Random per catalog start: a change means the catalog restarted.
+    pub incarnation: u64,
+    /// Whether the asking front end is still subscribed (false: a push failed and the
+    /// catalog dropped it).
+    pub subscribed: bool,
+}
+
+/// One stock's new version, as pushed to front ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Invalidation {
+    /// Stock name.
+    pub name: String,
+    /// Its version after the trade.
+    pub version: u64,
+}
+
+/// `POST /internal/v1/invalidate` at a front end: the stocks a durable batch of trades changed.
+/// One push in flight per subscriber, so pushes arrive in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidationBatch {
+    /// The pushing catalog's incarnation.
+    pub incarnation: u64,
+    /// Changed stocks.
+    pub stocks: Vec<Invalidation>,
+}
+
+/// A front end's answer to [`InvalidationBatch`], once its cache applied it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvalidationAck {
+    /// Always true.
+    pub ok: bool,
+}
+
+/// The catalog's `GET /status` (not enveloped). Fields in alphabetical order, as the
+/// `json!` literal it replaced wrote them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatalogStatus {
+    /// Newest leader epoch seen (the fence).
+    pub epoch: Epoch,
+    /// Random per catalog start.
+    pub incarnation: u64,
+    /// Sequence number of the last durable trade.
+    pub last_trade: u64,
+    /// Every stock's durable state, in listing order.
+    pub stocks: Vec<Stock>,
+    /// Ids of the subscribed front ends.
+    pub subscribers: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trades_since_defaults_its_limit_and_refuses_strangers() {
+        let s: TradesSince = serde_json::from_str(r#"{"after":3,"epoch":2}"#).unwrap();
+        assert_eq!(s.limit, DEFAULT_TRADES_LIMIT);
+        assert!(serde_json::from_str::<TradesSince>(r#"{"after":3,"epoch":2,"x":1}"#).is_err());
+    }
+
+    #[test]
+    fn catalog_status_keeps_its_alphabetical_bytes() {
+        let s = CatalogStatus {
+            epoch: 2,
+            incarnation: 9,
+            last_trade: 4,
+            stocks: Vec::new(),
+            subscribers: vec!["ab".into()],
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"epoch":2,"incarnation":9,"last_trade":4,"stocks":[],"subscribers":["ab"]}"#
+        );
+    }
+
+    #[test]
+    fn a_trade_request_reads_as_the_leader_writes_it() {
+        let t = TradeRequest {
+            rid: RequestId(0xabc),
+            name: "FishCo".into(),
+            kind: TradeKind::Sell,
+            quantity: 2,
+            epoch: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"rid":"00000000000000000000000000000abc","name":"FishCo","type":"sell","quantity":2,"epoch":1}"#
+        );
+    }
+}

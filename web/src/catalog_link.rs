@@ -1,0 +1,139 @@
+//! The actor that keeps a front end subscribed to the catalog (rule 6).
+//!
+//! Every heartbeat it asks the catalog `hello`. When the catalog cannot be reached, restarted
+//! (a new incarnation), or forgot this front end (a failed push), the cache is emptied and the
+//! front end subscribes again: an invalidation may have been lost meanwhile, and a cache that
+//! may have missed one must not answer.
+
+use crate::error::ApiError;
+use crate::http;
+use actix::prelude::*;
+use std::time::Duration;
+use tradenet_actors::cache::{self, CacheActor};
+use tradenet_actors::wire;
+use tradenet_actors::wire::catalog::{Hello, Subscribe};
+use tradenet_actors::wire::frontend::CatalogLinkStatus;
+
+/// Keeps this front end subscribed to the catalog; see the module docs.
+pub struct CatalogLink {
+    id: String,
+    catalog_url: String,
+    callback_url: String,
+    interval: Duration,
+    timeout: Duration,
+    cache: Option<Addr<CacheActor>>,
+    client: Option<awc::Client>,
+    incarnation: Option<u64>,
+    connected: bool,
+    busy: bool,
+}
+
+impl CatalogLink {
+    /// A link for the front end serving at `callback_url` to the catalog at `catalog_url`,
+    /// checked every `interval`; it empties `cache` whenever an invalidation may have been
+    /// missed. Not subscribed until started.
+    pub fn new(
+        catalog_url: String,
+        callback_url: String,
+        interval: Duration,
+        timeout: Duration,
+        cache: Option<Addr<CacheActor>>,
+    ) -> CatalogLink {
+        CatalogLink {
+            id: format!("{:016x}", rand::random::<u64>()),
+            catalog_url,
+            callback_url,
+            interval,
+            timeout,
+            cache,
+            client: None,
+            incarnation: None,
+            connected: false,
+            busy: false,
+        }
+    }
+
+    fn flush(&self, reason: String) {
+        if let Some(cache) = &self.cache {
+            cache.do_send(cache::Flush(reason));
+        }
+    }
+
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        let client = self
+            .client
+            .get_or_insert_with(|| http::client(self.timeout))
+            .clone();
+        let hello_url = format!("{}{}", self.catalog_url, wire::hello_path(&self.id));
+        let sub_url = format!("{}{}", self.catalog_url, wire::SUBSCRIBE);
+        let sub = Subscribe {
+            id: self.id.clone(),
+            url: self.callback_url.clone(),
+        };
+        let known = self.incarnation;
+        let connected = self.connected;
+        ctx.spawn(
+            async move {
+                let hello: Hello = http::get(&client, &hello_url).await?;
+                if connected && hello.subscribed && Some(hello.incarnation) == known {
+                    return Ok(None);
+                }
+                let fresh: Hello = http::post(&client, &sub_url, &sub).await?;
+                Ok::<_, ApiError>(Some(fresh.incarnation))
+            }
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.busy = false;
+                match res {
+                    Ok(None) => {}
+                    Ok(Some(incarnation)) => {
+                        let reason = match act.incarnation {
+                            None => "subscribed to the catalog".to_string(),
+                            Some(old) if old != incarnation => {
+                                format!("the catalog restarted (incarnation {old:016x} -> {incarnation:016x}); resubscribed")
+                            }
+                            Some(_) => "the catalog had dropped this front end; resubscribed".to_string(),
+                        };
+                        act.incarnation = Some(incarnation);
+                        act.connected = true;
+                        act.flush(reason);
+                    }
+                    Err(e) => {
+                        if act.connected {
+                            act.connected = false;
+                            act.flush(format!("lost the catalog ({e})"));
+                        }
+                    }
+                }
+            }),
+        );
+    }
+}
+
+impl Actor for CatalogLink {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.check(ctx);
+        ctx.run_interval(self.interval, |act, ctx| act.check(ctx));
+    }
+}
+
+/// Asks the link for its state, for the front end's `/status`.
+#[derive(Message)]
+#[rtype(result = "CatalogLinkStatus")]
+pub struct LinkStatus;
+
+impl Handler<LinkStatus> for CatalogLink {
+    type Result = MessageResult<LinkStatus>;
+    fn handle(&mut self, _: LinkStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(CatalogLinkStatus {
+            subscriber: self.id.clone(),
+            connected: self.connected,
+            incarnation: self.incarnation,
+        })
+    }
+}

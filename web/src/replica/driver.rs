@@ -1,0 +1,317 @@
+//! The actor that drives one replica machine (`tradenet_actors::replication::Replica`): it
+//! feeds the machine requests from the HTTP handlers, answers from peers and the catalog,
+//! completed disk writes and a clock tick, and carries out what the machine asks: calls to
+//! peers and the catalog over awc, writes through the journal's writer thread (group commit;
+//! the actor's thread never touches the disk), and answers to waiting handlers.
+//!
+//! One concurrency model: everything the replica decides happens on this actor's thread, one
+//! event at a time; the writer thread only writes; awc calls run as futures on the same
+//! thread and come back as events.
+
+use crate::error::ApiResult;
+use crate::http;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tradenet_actors::journal::JournalWriter;
+use tradenet_actors::replication::files::ReplicaFiles;
+use tradenet_actors::replication::{
+    Appended, CatalogAnswer, CatalogCall, Config, Effect, Envelope, Event, Fetched, NodeId,
+    Replica, ReplicaState, Request, Response, Role, Write,
+};
+use tradenet_actors::wire;
+use tradenet_actors::wire::catalog::{TradeOutcome, TradesPage, TradesSince};
+use tradenet_actors::Error;
+
+/// How often the machine is given the time.
+const TICK: Duration = Duration::from_millis(20);
+/// The sender id the driver gives to requests that arrive over HTTP.
+const HTTP_CALLER: NodeId = 0;
+
+/// Addresses and timing the driver needs besides the machine's own configuration.
+pub struct DriverConfig {
+    /// The machine's configuration.
+    pub machine: Config,
+    /// Peer id -> base URL.
+    pub peers: HashMap<NodeId, String>,
+    /// The catalog's base URL.
+    pub catalog_url: String,
+    /// Time-out of one call to a peer or the catalog.
+    pub call_timeout: Duration,
+    /// Set once the machine reports ready (for `/health`).
+    pub ready: http::Readiness,
+    /// False only for benchmarks.
+    pub fsync: bool,
+}
+
+/// What `started` needs once: the order file for the writer thread, and the machine's first
+/// effects (asking its peers whether one leads).
+struct Start {
+    file: File,
+    path: PathBuf,
+    first: Vec<Effect>,
+}
+
+/// See the module docs.
+pub struct ReplicaDriver {
+    machine: Replica,
+    start: Option<Start>,
+    writer: Option<JournalWriter>,
+    epoch_path: PathBuf,
+    cfg: DriverConfig,
+    client: awc::Client,
+    waiting: HashMap<u64, oneshot::Sender<Result<Response, Error>>>,
+    next_request: u64,
+    clock: Instant,
+    role: Role,
+}
+
+impl ReplicaDriver {
+    /// A driver for the replica whose files were loaded into `files`. Call on the thread the
+    /// actor will run on (its awc client stays there).
+    pub fn new(files: ReplicaFiles, cfg: DriverConfig) -> ReplicaDriver {
+        let ReplicaFiles {
+            log,
+            term,
+            file,
+            path,
+            epoch_path,
+        } = files;
+        let (machine, first) = Replica::new(cfg.machine.clone(), log, term, 0);
+        ReplicaDriver {
+            machine,
+            start: Some(Start { file, path, first }),
+            writer: None,
+            epoch_path,
+            client: http::client(cfg.call_timeout),
+            cfg,
+            waiting: HashMap::new(),
+            next_request: 1,
+            clock: Instant::now(),
+            role: Role::Recovering,
+        }
+    }
+
+    fn feed(&mut self, ctx: &mut Context<Self>, event: Event) {
+        let now = self.clock.elapsed().as_millis() as u64;
+        let effects = self.machine.step(now, event);
+        let role = self.machine.role();
+        if role != self.role {
+            self.role = role;
+            self.cfg
+                .ready
+                .0
+                .store(role != Role::Recovering, Ordering::Release);
+        }
+        for e in effects {
+            self.execute(ctx, e);
+        }
+    }
+
+    fn execute(&mut self, ctx: &mut Context<Self>, effect: Effect) {
+        match effect {
+            Effect::Respond { to, result } => {
+                if let Some(tx) = self.waiting.remove(&to.id) {
+                    let _ = tx.send(result);
+                }
+            }
+            Effect::Send { to, id, request } => {
+                let Some(base) = self.cfg.peers.get(&to).cloned() else {
+                    log::error!("the replica machine addressed unknown peer {to}");
+                    return;
+                };
+                let client = self.client.clone();
+                ctx.spawn(call_peer(client, base, request).into_actor(self).map(
+                    move |result, act, ctx| {
+                        let result = result.map_err(Error::from);
+                        act.feed(
+                            ctx,
+                            Event::Reply {
+                                from: to,
+                                id,
+                                result,
+                            },
+                        );
+                    },
+                ));
+            }
+            Effect::Catalog { id, call } => {
+                let client = self.client.clone();
+                let base = self.cfg.catalog_url.clone();
+                ctx.spawn(call_catalog(client, base, call).into_actor(self).map(
+                    move |result, act, ctx| {
+                        let result = result.map_err(Error::from);
+                        act.feed(ctx, Event::CatalogReply { id, result });
+                    },
+                ));
+            }
+            Effect::Write(w) => self.write(ctx, w),
+        }
+    }
+
+    fn write(&mut self, ctx: &mut Context<Self>, w: Write) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        let (ticket, done) = match w {
+            Write::Append { ticket, lines } => {
+                let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+                for (i, l) in lines.iter().enumerate() {
+                    if i > 0 {
+                        bytes.push(b'\n');
+                    }
+                    bytes.extend_from_slice(l);
+                }
+                // The writer reports durability through `Durable`.
+                writer.append(ticket, bytes);
+                return;
+            }
+            Write::Truncate {
+                ticket, file_len, ..
+            } => (ticket, writer.truncate(file_len)),
+            Write::SaveTerm { ticket, term } => {
+                let bytes = serde_json::to_vec(&term).expect("a term serializes");
+                (
+                    ticket,
+                    writer.replace(self.epoch_path.clone(), bytes, false),
+                )
+            }
+        };
+        ctx.spawn(done.into_actor(self).map(move |r, act, ctx| match r {
+            Ok(Ok(())) => act.feed(ctx, Event::Durable(ticket)),
+            Ok(Err(e)) => fatal(&format!("a durable write failed: {e}")),
+            Err(_) => fatal("the order log's writer thread stopped"),
+        }));
+    }
+}
+
+/// The replica cannot keep its promises without its disk: stop, so that a supervisor
+/// (systemd, the launcher, Kubernetes) restarts it and it recovers from its files.
+fn fatal(why: &str) -> ! {
+    log::error!("order replica stops: {why}");
+    std::process::exit(1)
+}
+
+async fn call_peer(client: awc::Client, base: String, request: Request) -> ApiResult<Response> {
+    match request {
+        Request::State => {
+            let url = format!("{base}{}", wire::REPLICA_STATE);
+            http::get::<ReplicaState>(&client, &url)
+                .await
+                .map(Response::State)
+        }
+        Request::Append(a) => {
+            let url = format!("{base}{}", wire::REPLICATE);
+            http::post::<_, Appended>(&client, &url, &a)
+                .await
+                .map(Response::Appended)
+        }
+        Request::Fetch(f) => {
+            let url = format!("{base}{}", wire::FETCH);
+            http::post::<_, Fetched>(&client, &url, &f)
+                .await
+                .map(Response::Fetched)
+        }
+        other => Err(crate::error::ApiError::bad_request(format!(
+            "a replica does not send {} to a peer",
+            other.name()
+        ))),
+    }
+}
+
+async fn call_catalog(
+    client: awc::Client,
+    base: String,
+    call: CatalogCall,
+) -> ApiResult<CatalogAnswer> {
+    match call {
+        CatalogCall::Trade(req) => {
+            let url = format!("{base}{}", wire::TRADE);
+            http::post::<_, TradeOutcome>(&client, &url, &req)
+                .await
+                .map(CatalogAnswer::Traded)
+        }
+        CatalogCall::TradesSince {
+            after,
+            epoch,
+            limit,
+        } => {
+            let url = format!("{base}{}", wire::TRADES_SINCE);
+            let body = TradesSince {
+                after,
+                epoch,
+                limit,
+            };
+            http::post::<_, TradesPage>(&client, &url, &body)
+                .await
+                .map(|p| CatalogAnswer::Trades {
+                    trades: p.trades,
+                    complete: p.complete,
+                })
+        }
+    }
+}
+
+impl Actor for ReplicaDriver {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Start { file, path, first } = self.start.take().expect("started once");
+        let addr = ctx.address();
+        self.writer = Some(JournalWriter::spawn(
+            &path,
+            file,
+            self.cfg.fsync,
+            Box::new(move |upto| addr.do_send(Durable(upto))),
+        ));
+        for e in first {
+            self.execute(ctx, e);
+        }
+        ctx.run_interval(TICK, |act, ctx| act.feed(ctx, Event::Tick));
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Durable(u64);
+
+impl Handler<Durable> for ReplicaDriver {
+    type Result = ();
+    fn handle(&mut self, msg: Durable, ctx: &mut Context<Self>) {
+        self.feed(ctx, Event::Durable(msg.0));
+    }
+}
+
+/// A request from an HTTP handler; answered when the machine answers it.
+#[derive(Message)]
+#[rtype(result = "Result<Response, Error>")]
+pub struct Ask(pub Request);
+
+impl Handler<Ask> for ReplicaDriver {
+    type Result = ResponseFuture<Result<Response, Error>>;
+    fn handle(&mut self, msg: Ask, ctx: &mut Context<Self>) -> Self::Result {
+        let id = self.next_request;
+        self.next_request += 1;
+        let (tx, rx) = oneshot::channel();
+        self.waiting.insert(id, tx);
+        self.feed(
+            ctx,
+            Event::Request(
+                Envelope {
+                    from: HTTP_CALLER,
+                    id,
+                },
+                msg.0,
+            ),
+        );
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(Error::Unavailable("the replica dropped the request".into()))
+            })
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! An order replica process: its files are loaded (stopping with a clear message if they are
+//! damaged), the replication machine is handed to its driver actor (`driver`), and the routes
+//! (`routes`) turn HTTP requests into the machine's requests. The protocol itself lives in
+//! `tradenet_actors::replication`; see `docs/design.md`.
+
+pub mod driver;
+pub mod routes;
+
+use crate::config::Config;
+use crate::http::{self, Metrics};
+use actix_web::web;
+use driver::{DriverConfig, ReplicaDriver};
+use std::time::Duration;
+use tradenet_actors::replication::files::ReplicaFiles;
+use tradenet_actors::replication::Config as MachineConfig;
+use tradenet_actors::wire::MAX_BODY_BYTES;
+
+pub use routes::configure;
+
+/// Loads replica `id`'s files from `config` and serves on `listener` until the process is
+/// stopped; `/health` answers 200 once the replica has recovered (in step with its leader, or
+/// no leader to follow).
+///
+/// The driver actor starts on the first HTTP worker's thread (`http::serve`).
+pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    config.replica(id)?;
+    let files = ReplicaFiles::load(&config.service_dir(&format!("order-{id}")))
+        .map_err(|e| anyhow::anyhow!("order replica {id} cannot start: {e}"))?;
+    if !config.fsync {
+        log::warn!("order replica {id}: fsync is OFF: acknowledged orders can be lost in a power failure (benchmarks only)");
+    }
+    let timeout = config.request_timeout();
+    let workers = http::workers(config.order.workers);
+    log::info!(
+        "order replica {id} listening on {} ({workers} HTTP workers)",
+        listener.local_addr()?
+    );
+    let heartbeat = config.heartbeat().as_millis() as u64;
+    let mut machine = MachineConfig::new(
+        id,
+        config
+            .replicas
+            .iter()
+            .filter(|r| r.id != id)
+            .map(|r| r.id)
+            .collect(),
+    );
+    machine.replicate_timeout = config.order.replicate_timeout_ms;
+    machine.retry = heartbeat;
+    machine.recovery_wait = heartbeat * 5;
+    machine.max_batch_orders = config.order.batch_limit.max(1);
+    // Half the receiver's body limit: the JSON around the orders never needs the other half.
+    machine.max_batch_bytes = MAX_BODY_BYTES / 2;
+    let ready = http::Readiness::default();
+    let driver_cfg = DriverConfig {
+        machine,
+        peers: config
+            .replicas
+            .iter()
+            .filter(|r| r.id != id)
+            .map(|r| (r.id, crate::config::url(&r.addr)))
+            .collect(),
+        catalog_url: crate::config::url(&config.catalog.addr),
+        call_timeout: timeout.max(Duration::from_millis(config.order.replicate_timeout_ms)),
+        ready: ready.clone(),
+        fsync: config.fsync,
+    };
+    let start = move || {
+        use actix::Actor;
+        ReplicaDriver::new(files, driver_cfg).start()
+    };
+    http::serve(
+        "order",
+        Metrics::new(&format!("order-{id}")),
+        listener,
+        workers,
+        start,
+        move |driver, cfg| {
+            cfg.app_data(web::Data::new(ready.clone()))
+                .app_data(web::Data::new(driver));
+            configure(cfg);
+        },
+    )
+    .await
+}

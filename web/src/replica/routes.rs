@@ -1,0 +1,103 @@
+//! An order replica's routes: each request becomes one `Ask` to the replica's driver actor,
+//! each answer one JSON body (the wire types of `tradenet_actors::replication`).
+//!
+//! - `GET  /internal/v1/state` (also `/status`): the heartbeat answer;
+//! - `POST /internal/v1/term` `{epoch, leader}`: accept a term (older is 409 fenced);
+//! - `POST /internal/v1/orders` `{rid, name, type, quantity}`: place an order (leader only);
+//! - `GET  /internal/v1/orders/{n}`: one order (leader only; 503 while it is not here yet);
+//! - `POST /internal/v1/replicate` `{term, prev, orders, leader_last}`: a leader's batch;
+//! - `POST /internal/v1/fetch` `{after, limit, max_bytes}`: a peer taking over pulls orders.
+
+use super::driver::{Ask, ReplicaDriver};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{ok, resource};
+use actix::Addr;
+use actix_web::{web, HttpResponse};
+use std::time::Duration;
+use tradenet_actors::replication::{Append, Fetch, PlaceOrder, Request, Response, Term};
+use tradenet_actors::wire;
+
+/// How long a handler waits for the replica's answer; the machine answers every request
+/// (its own time-outs are shorter), this only bounds a stuck process.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
+/// The replica's routes, for `run` and in-process tests alike.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource(wire::STATUS).route(web::get().to(state)))
+        .service(resource(wire::REPLICA_STATE).route(web::get().to(state)))
+        .service(resource(wire::TERM).route(web::post().to(term)))
+        .service(resource(wire::REPLICA_ORDERS).route(web::post().to(place)))
+        .service(resource(wire::REPLICA_ORDER).route(web::get().to(get_order)))
+        .service(resource(wire::REPLICATE).route(web::post().to(replicate)))
+        .service(resource(wire::FETCH).route(web::post().to(fetch)));
+}
+
+async fn ask(driver: &Addr<ReplicaDriver>, request: Request) -> ApiResult<Response> {
+    let answer = driver
+        .send(Ask(request))
+        .timeout(ANSWER_WITHIN)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("order replica busy: {e}")))?;
+    Ok(answer?)
+}
+
+fn unexpected(r: Response) -> ApiError {
+    ApiError::with_kind(
+        wire::ErrorKind::Internal,
+        format!("the replica answered {r:?}"),
+    )
+}
+
+async fn state(d: web::Data<Addr<ReplicaDriver>>) -> ApiResult<HttpResponse> {
+    match ask(&d, Request::State).await? {
+        Response::State(s) => Ok(ok(s)),
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn term(d: web::Data<Addr<ReplicaDriver>>, body: web::Json<Term>) -> ApiResult<HttpResponse> {
+    match ask(&d, Request::Term(body.into_inner())).await? {
+        Response::TermAccepted => Ok(ok(wire::replica::Accepted { accepted: true })),
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn place(
+    d: web::Data<Addr<ReplicaDriver>>,
+    body: web::Json<PlaceOrder>,
+) -> ApiResult<HttpResponse> {
+    match ask(&d, Request::Place(body.into_inner())).await? {
+        Response::Order(o) => Ok(ok(o)),
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn get_order(
+    d: web::Data<Addr<ReplicaDriver>>,
+    n: web::Path<u64>,
+) -> ApiResult<HttpResponse> {
+    match ask(&d, Request::Get(n.into_inner())).await? {
+        Response::Order(o) => Ok(ok(o)),
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn replicate(
+    d: web::Data<Addr<ReplicaDriver>>,
+    body: web::Json<Append>,
+) -> ApiResult<HttpResponse> {
+    match ask(&d, Request::Append(body.into_inner())).await? {
+        Response::Appended(a) => Ok(ok(a)),
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn fetch(
+    d: web::Data<Addr<ReplicaDriver>>,
+    body: web::Json<Fetch>,
+) -> ApiResult<HttpResponse> {
+    match ask(&d, Request::Fetch(body.into_inner())).await? {
+        Response::Fetched(f) => Ok(ok(f)),
+        r => Err(unexpected(r)),
+    }
+}
