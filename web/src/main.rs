@@ -1,7 +1,9 @@
 //! `tradenet`: one binary for every Trade-Net process. It parses flags, loads the layered
 //! configuration and hands a bound listener to the service's `run`.
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use tradenet::config::Config;
 
@@ -9,15 +11,22 @@ use tradenet::config::Config;
 ///
 /// Every process reads the same TOML configuration: the embedded default (everything on
 /// loopback) unless --config names a file. Any key can be overridden from the environment as
-/// TRADENET__SECTION__KEY (e.g. TRADENET__FRONTEND__CACHE_SIZE=0). Log detail: RUST_LOG.
+/// TRADENET__SECTION__KEY (e.g. TRADENET__FRONTEND__CACHE_SIZE=0); a flag that sets a key
+/// shows its variable, and the flag wins over it. Log detail: RUST_LOG.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
     /// TOML configuration file, layered over the embedded default.
-    #[arg(long, short, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_name = "PATH",
+        env = "TRADENET_CONFIG"
+    )]
     config: Option<PathBuf>,
     /// Folder for every service's files (overrides data_dir).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", env = "TRADENET__DATA_DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -28,7 +37,7 @@ enum Command {
     /// Run the catalog service (the stock table, durable, pushing invalidations).
     Catalog {
         /// Listen address (overrides catalog.addr).
-        #[arg(long, value_name = "HOST:PORT")]
+        #[arg(long, value_name = "HOST:PORT", env = "TRADENET__CATALOG__ADDR")]
         addr: Option<String>,
     },
     /// Run one order replica.
@@ -40,29 +49,36 @@ enum Command {
     /// Run a front end (public REST API, LRU cache, leader supervisor).
     Frontend {
         /// Listen address (overrides frontend.addr; also where the catalog pushes to).
-        #[arg(long, value_name = "HOST:PORT")]
+        #[arg(long, value_name = "HOST:PORT", env = "TRADENET__FRONTEND__ADDR")]
         addr: Option<String>,
         /// LRU cache entries; 0 turns the cache off (overrides frontend.cache_size).
-        #[arg(long)]
+        #[arg(long, env = "TRADENET__FRONTEND__CACHE_SIZE")]
         cache_size: Option<usize>,
     },
     /// Start every process of the configuration, wait until each is healthy, print the URLs;
     /// Ctrl-C or SIGTERM stops them all.
+    ///
+    /// The processes inherit the environment, and the flags given here reach them as the
+    /// variables they show (--config as TRADENET_CONFIG, ...).
     Up {
         /// LRU cache entries for the front end; 0 turns the cache off.
-        #[arg(long)]
+        #[arg(long, env = "TRADENET__FRONTEND__CACHE_SIZE")]
         cache_size: Option<usize>,
     },
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)
+        .map_err(|e| e.format(&mut Cli::command()))
+        .unwrap_or_else(|e| e.exit());
+    if let Err(e) = run(cli, &matches) {
         eprintln!("tradenet: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     let mut overrides: Vec<(&str, String)> = Vec::new();
     if let Some(dir) = &cli.data_dir {
         overrides.push(("data_dir", dir.display().to_string()));
@@ -87,19 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .format_timestamp_millis()
         .init();
     match cli.command {
-        Command::Up { .. } => {
-            // Flags reach the children as environment overrides.
-            let env: Vec<(String, String)> = overrides
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        format!("TRADENET__{}", k.replace('.', "__").to_uppercase()),
-                        v.clone(),
-                    )
-                })
-                .collect();
-            tradenet::launcher::run(cli.config.as_deref(), &config, &env)
-        }
+        Command::Up { .. } => tradenet::launcher::run(&config, &flags_as_env(matches)),
         Command::Catalog { .. } => {
             let listener = tradenet::http::bind(&config.catalog.addr)?;
             actix_web::rt::System::new().block_on(tradenet::catalog::run(config, listener))
@@ -112,5 +116,70 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tradenet::http::bind(&config.frontend.addr)?;
             actix_web::rt::System::new().block_on(tradenet::frontend::run(config, listener))
         }
+    }
+}
+
+/// The flags given on the command line that name an `env` variable, as those variables: `up`
+/// sets them on its children, whose own flags and configuration layer read them back.
+fn flags_as_env(matches: &ArgMatches) -> Vec<(OsString, OsString)> {
+    let cli = Cli::command();
+    let Some((name, sub)) = matches.subcommand() else {
+        return Vec::new();
+    };
+    // Global flags are defined on the top level and propagated into the subcommand's matches.
+    let subcommand_args = cli
+        .find_subcommand(name)
+        .into_iter()
+        .flat_map(|c| c.get_arguments());
+    cli.get_arguments()
+        .chain(subcommand_args)
+        .filter_map(|arg| {
+            let id = arg.get_id().as_str();
+            let given = sub.try_contains_id(id).unwrap_or(false)
+                && sub.value_source(id) == Some(ValueSource::CommandLine);
+            let value = sub.get_raw(id).filter(|_| given)?.next()?;
+            Some((arg.get_env()?.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(args: &[&str]) -> Vec<(String, String)> {
+        let matches = Cli::command().try_get_matches_from(args).unwrap();
+        flags_as_env(&matches)
+            .into_iter()
+            .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn up_hands_its_flags_to_the_children_as_their_variables() {
+        let env = env_of(&[
+            "tradenet",
+            "--config",
+            "x.toml",
+            "up",
+            "--cache-size=0",
+            "--data-dir",
+            "d",
+        ]);
+        assert_eq!(
+            env,
+            [
+                ("TRADENET_CONFIG", "x.toml"),
+                ("TRADENET__DATA_DIR", "d"),
+                ("TRADENET__FRONTEND__CACHE_SIZE", "0"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(env_of(&["tradenet", "up"]), []);
+    }
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

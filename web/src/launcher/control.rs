@@ -1,0 +1,423 @@
+//! The launcher's control API (`[launcher] control_addr`): an actix-web server on its own
+//! thread that turns each request into a [`Command`] for the launcher's main thread, which
+//! owns the children, and answers with what comes back. It lists the services, SIGKILLs and
+//! starts them (chaos experiments), restarts the front end with another cache size, and
+//! digests the replicas' order files. Its paths and answer shapes are
+//! `tradenet_actors::wire`'s (`CONTROL_*`, `wire::control`), which the client tool reads too;
+//! `docs/internal-api.md` lists them.
+//!
+//! Why a thread and channels rather than actors: the main thread blocks for seconds at a time
+//! (starting a child, waiting for its `/health`), and it must be the one that spawns children
+//! because their parent-death signal is tied to the spawning thread. So the server has its own
+//! `System`, and a request waits on a oneshot reply without blocking its worker.
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tradenet_actors::wire::{self, control as shapes, ErrorKind};
+
+use crate::error::ApiError;
+use crate::http::{self, ok, Metrics};
+
+/// How long a request waits for the main thread before it is answered 503.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The configuration-layer variable the front end reads its cache size from.
+pub const FRONTEND_CACHE_SIZE_VAR: &str = "TRADENET__FRONTEND__CACHE_SIZE";
+
+/// What a control request asks of the launcher.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// List every service.
+    List,
+    /// SIGKILL the named service.
+    Kill(String),
+    /// Start the named service (again) with `env` on top of the usual environment; a running
+    /// service is stopped first when `env` is not empty.
+    Start {
+        /// `catalog`, `order-N` or `frontend`.
+        name: String,
+        /// Extra environment, e.g. another cache size.
+        env: Vec<(String, String)>,
+    },
+    /// Size and SHA-256 of every replica's order file.
+    Digests,
+}
+
+/// The launcher's answer: the `data` of a 200, or an error object.
+pub type Answer = Result<Reply, ApiError>;
+
+/// The `data` of a successful answer.
+#[derive(Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `processes`: every service.
+    Processes(Vec<shapes::Process>),
+    /// `kill`, `start`, `restart/frontend`: the service killed or started.
+    Pid(shapes::ProcessPid),
+    /// `digests`: every replica's order file.
+    Digests(Vec<shapes::Digest>),
+}
+
+/// A command on its way to the main thread, with where its answer goes.
+#[derive(Debug)]
+pub struct Request {
+    /// What is asked.
+    pub command: Command,
+    reply: oneshot::Sender<Answer>,
+}
+
+impl Request {
+    /// Sends the answer back to the waiting HTTP request (gone if it timed out).
+    pub fn answer(self, answer: Answer) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// 409: the service is not in a state the command can act on (killing a stopped one,
+/// starting a running one). There is no `conflict` kind: `bad_request` says "final, do not
+/// retry", which is what the caller should do.
+pub fn conflict(message: impl Into<String>) -> ApiError {
+    ApiError {
+        code: 409,
+        message: message.into(),
+        kind: ErrorKind::BadRequest,
+    }
+}
+
+/// 503: the launcher is stopping and takes no more commands.
+fn stopping() -> ApiError {
+    ApiError::unavailable("the launcher is stopping")
+}
+
+/// Where handlers send commands: app data of the control routes.
+#[derive(Clone)]
+pub struct Commands(pub mpsc::Sender<Request>);
+
+/// The control routes; they need [`Commands`] as app data.
+///
+/// Each route is its own resource guarded by its method, so a wrong method falls through to
+/// the 404 of unknown paths, as the API has always answered.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(wire::CONTROL_PROCESSES, web::get().to(processes))
+        .route(wire::CONTROL_DIGESTS, web::get().to(digests))
+        .route(wire::CONTROL_KILL, web::post().to(kill))
+        .route(wire::CONTROL_START, web::post().to(start))
+        .route(
+            wire::CONTROL_RESTART_FRONTEND,
+            web::post().to(restart_frontend),
+        );
+}
+
+async fn processes(commands: web::Data<Commands>) -> Result<HttpResponse, ApiError> {
+    ask(&commands, Command::List).await
+}
+
+async fn digests(commands: web::Data<Commands>) -> Result<HttpResponse, ApiError> {
+    ask(&commands, Command::Digests).await
+}
+
+async fn kill(
+    commands: web::Data<Commands>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    ask(&commands, Command::Kill(name.into_inner())).await
+}
+
+async fn start(
+    commands: web::Data<Commands>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command::Start {
+        name: name.into_inner(),
+        env: Vec::new(),
+    };
+    ask(&commands, command).await
+}
+
+/// `?cache_size=N` of a front end restart.
+#[derive(Deserialize)]
+struct CacheSize {
+    cache_size: usize,
+}
+
+async fn restart_frontend(
+    commands: web::Data<Commands>,
+    query: web::Query<CacheSize>,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command::Start {
+        name: "frontend".to_string(),
+        env: vec![(
+            FRONTEND_CACHE_SIZE_VAR.to_string(),
+            query.cache_size.to_string(),
+        )],
+    };
+    ask(&commands, command).await
+}
+
+/// Hands `command` to the main thread and answers what it replies.
+async fn ask(commands: &Commands, command: Command) -> Result<HttpResponse, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    commands
+        .0
+        .send(Request { command, reply })
+        .map_err(|_| stopping())?;
+    match actix_web::rt::time::timeout(REPLY_TIMEOUT, answer).await {
+        Ok(Ok(answer)) => answer.map(ok),
+        Ok(Err(_)) => Err(stopping()),
+        Err(_) => Err(ApiError::unavailable("launcher busy")),
+    }
+}
+
+/// The running control API; stopping it (or dropping it) stops its server and thread.
+pub struct ControlServer {
+    commands: mpsc::Receiver<Request>,
+    server: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// Serves the control API on `listener`, from a thread of its own.
+    pub fn start(listener: TcpListener) -> anyhow::Result<ControlServer> {
+        let addr = listener.local_addr()?;
+        let (tx, commands) = mpsc::channel();
+        let (handle_tx, handle_rx) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                let metrics = Metrics::new("launcher");
+                let served = actix_web::rt::System::new().block_on(async move {
+                    let tx = Commands(tx);
+                    let server = actix_web::HttpServer::new(move || {
+                        let tx = tx.clone();
+                        http::app("launcher", metrics.clone(), move |cfg| {
+                            cfg.app_data(web::Data::new(tx));
+                            configure(cfg);
+                        })
+                    })
+                    .workers(1)
+                    // Ctrl-C and SIGTERM belong to the launcher, which stops this server.
+                    .disable_signals()
+                    .listen(listener)?
+                    .run();
+                    let _ = handle_tx.send(server.handle());
+                    server.await
+                });
+                if let Err(e) = served {
+                    log::error!("launcher control API stopped: {e}");
+                }
+            })?;
+        let server = match handle_rx.recv() {
+            Ok(handle) => handle,
+            Err(_) => {
+                let _ = thread.join();
+                anyhow::bail!("launcher control API on {addr} did not start");
+            }
+        };
+        log::info!("control API on http://{addr}/control/v1/processes");
+        Ok(ControlServer {
+            commands,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next request, waiting at most `timeout`. `Err(Disconnected)`: the server has
+    /// stopped on its own.
+    pub fn next(&self, timeout: Duration) -> Result<Request, mpsc::RecvTimeoutError> {
+        self.commands.recv_timeout(timeout)
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        while let Ok(request) = self.commands.try_recv() {
+            request.answer(Err(stopping()));
+        }
+        // `stop` sends the command at once; its future only reports completion, which the
+        // join below waits for anyway.
+        drop(self.server.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    // Not `use actix_web::test`: that would shadow the `#[test]` attribute.
+    use actix_web::test::{call_service, init_service, read_body_json, TestRequest};
+    use serde_json::{json, Value};
+
+    /// A stand-in for the main thread: records each command and answers it with `reply`.
+    fn stand_in(reply: fn(&Command) -> Answer) -> (Commands, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let (seen_tx, seen) = mpsc::channel();
+        std::thread::spawn(move || {
+            for Request { command, reply: to } in rx {
+                let answer = reply(&command);
+                let _ = seen_tx.send(command);
+                let _ = to.send(answer);
+            }
+        });
+        (Commands(tx), seen)
+    }
+
+    /// The control routes in the shared app, as the server runs them.
+    macro_rules! control_app {
+        ($commands:expr) => {{
+            let commands = $commands;
+            init_service(http::app(
+                "launcher",
+                Metrics::new("launcher"),
+                move |cfg| {
+                    cfg.app_data(web::Data::new(commands));
+                    configure(cfg);
+                },
+            ))
+            .await
+        }};
+    }
+
+    async fn call<S, R>(app: &S, req: R) -> (u16, Value)
+    where
+        S: actix_web::dev::Service<
+            R,
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+        >,
+    {
+        let res = call_service(app, req).await;
+        let status = res.status().as_u16();
+        (status, read_body_json(res).await)
+    }
+
+    #[actix_web::test]
+    async fn routes_become_commands_and_answers_become_data() {
+        let (commands, seen) = stand_in(|_| {
+            Ok(Reply::Pid(shapes::ProcessPid {
+                name: "order-2".into(),
+                pid: 7,
+            }))
+        });
+        let app = control_app!(commands);
+        let cases = [
+            (
+                TestRequest::get().uri("/control/v1/processes"),
+                Command::List,
+            ),
+            (
+                TestRequest::get().uri("/control/v1/digests"),
+                Command::Digests,
+            ),
+            (
+                TestRequest::post().uri("/control/v1/kill/order-2"),
+                Command::Kill("order-2".into()),
+            ),
+            (
+                TestRequest::post().uri("/control/v1/start/order-2"),
+                Command::Start {
+                    name: "order-2".into(),
+                    env: vec![],
+                },
+            ),
+            (
+                TestRequest::post().uri("/control/v1/restart/frontend?cache_size=0"),
+                Command::Start {
+                    name: "frontend".into(),
+                    env: vec![(FRONTEND_CACHE_SIZE_VAR.into(), "0".into())],
+                },
+            ),
+        ];
+        for (req, command) in cases {
+            let (status, body) = call(&app, req.to_request()).await;
+            assert_eq!(status, 200, "{command:?}: {body}");
+            assert_eq!(body, json!({"data": {"name": "order-2", "pid": 7}}));
+            assert_eq!(seen.recv().unwrap(), command);
+        }
+    }
+
+    #[actix_web::test]
+    async fn bad_requests_never_reach_the_launcher() {
+        let (commands, seen) = stand_in(|_| Ok(Reply::Digests(vec![])));
+        let app = control_app!(commands);
+        for (req, code) in [
+            (
+                TestRequest::post().uri("/control/v1/restart/frontend?cache_size=x"),
+                400,
+            ),
+            (TestRequest::post().uri("/control/v1/restart/frontend"), 400),
+            (
+                TestRequest::post().uri("/control/v1/restart/order-1?cache_size=1"),
+                404,
+            ),
+            (TestRequest::get().uri("/control/v1/kill/x"), 404),
+            (TestRequest::post().uri("/control/v1/processes"), 404),
+        ] {
+            let (status, body) = call(&app, req.to_request()).await;
+            assert_eq!(status, code, "{body}");
+            assert_eq!(body["error"]["code"], code, "{body}");
+        }
+        assert!(seen.try_recv().is_err());
+    }
+
+    #[actix_web::test]
+    async fn launcher_errors_keep_their_status_and_kind() {
+        let (commands, _seen) = stand_in(|_| Err(conflict("order-1 is already running")));
+        let app = control_app!(commands);
+        let req = TestRequest::post().uri("/control/v1/start/order-1");
+        assert_eq!(
+            call(&app, req.to_request()).await,
+            (
+                409,
+                json!({"error": {"code": 409, "message": "order-1 is already running", "kind": "bad_request"}})
+            )
+        );
+
+        // A launcher that has stopped takes no more commands.
+        let (tx, rx) = mpsc::channel::<Request>();
+        drop(rx);
+        let app = control_app!(Commands(tx));
+        let req = TestRequest::get().uri("/control/v1/processes");
+        let (status, body) = call(&app, req.to_request()).await;
+        assert_eq!(
+            (status, &body["error"]["kind"]),
+            (503, &json!("unavailable"))
+        );
+    }
+
+    #[test]
+    fn the_server_answers_and_stops_when_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = ControlServer::start(listener).unwrap();
+        let client = std::thread::spawn({
+            let url = format!("http://{addr}/control/v1/processes");
+            move || {
+                ureq::get(&url)
+                    .call()
+                    .unwrap()
+                    .into_json::<Value>()
+                    .unwrap()
+            }
+        });
+        let request = server.next(Duration::from_secs(10)).unwrap();
+        assert_eq!(request.command, Command::List);
+        request.answer(Ok(Reply::Processes(vec![])));
+        assert_eq!(client.join().unwrap(), json!({"data": []}));
+        drop(server);
+        // A child another test is forking holds a copy of the listener until its exec
+        // closes it, so the port may answer a moment longer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(addr).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "still listening");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
