@@ -2,8 +2,14 @@
 //! chosen for this test, readiness polled with a deadline, SIGKILL on demand, and every
 //! process killed when the cluster is dropped (with its log printed if the test failed).
 
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
+use tradenet_actors::types::TradeKind;
+use tradenet_actors::wire::catalog::CatalogStatus;
+use tradenet_actors::wire::frontend::{FrontendStatus, OrderPlaced, OrderRequest, Stock};
+use tradenet_actors::wire::{self, DataBody, ErrorBody};
 
 /// Every stock's quantity in a fresh catalog (the default config).
 pub const INITIAL: i64 = 100;
@@ -150,7 +156,7 @@ impl Cluster {
     pub fn wait_healthy(&mut self, name: &str, addr: &str) {
         let deadline = Instant::now() + READY;
         loop {
-            if let Some((200, _)) = try_get(addr, "/health") {
+            if let Some((200, _)) = try_get(addr, wire::HEALTH) {
                 return;
             }
             if let Some(status) = self.procs.get_mut(name).and_then(|c| c.try_wait().unwrap()) {
@@ -229,20 +235,14 @@ impl Cluster {
     }
 
     /// The front end's /status.
-    pub fn status(&self) -> Value {
-        get(&self.frontend, "/status").1
+    pub fn status(&self) -> FrontendStatus {
+        frontend_status(&self.frontend)
     }
 
     /// Waits until the front end has a leader that serves; returns its id.
     pub fn wait_leader(&self) -> u64 {
         wait_for("a serving leader", Duration::from_secs(20), || {
-            let s = self.status();
-            let leader = s["leader"].as_u64()?;
-            let serving = s["replicas"]
-                .as_array()?
-                .iter()
-                .any(|r| r["id"] == leader && r["role"] == "leader");
-            serving.then_some(leader)
+            self.status().serving_leader()
         })
     }
 
@@ -355,8 +355,14 @@ pub fn get(addr: &str, path: &str) -> (u16, Value) {
     try_get(addr, path).unwrap_or_else(|| panic!("GET {addr}{path}: no answer"))
 }
 
-/// POST a JSON body (with optional headers); the connection must work.
-pub fn post(addr: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+/// POST a JSON body (a wire type, or a `json!` value to send something malformed; with
+/// optional headers); the connection must work.
+pub fn post(
+    addr: &str,
+    path: &str,
+    body: &impl Serialize,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     try_post(addr, path, body, headers).unwrap_or_else(|| panic!("POST {addr}{path}: no answer"))
 }
 
@@ -364,14 +370,14 @@ pub fn post(addr: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> (
 pub fn try_post(
     addr: &str,
     path: &str,
-    body: &Value,
+    body: &impl Serialize,
     headers: &[(&str, &str)],
 ) -> Option<(u16, Value)> {
     let mut req = agent().post(&format!("http://{addr}{path}"));
     for (k, v) in headers {
         req = req.set(k, v);
     }
-    answer(req.send_json(body.clone()))
+    answer(req.send_json(body))
 }
 
 /// POST raw bytes with a content type.
@@ -385,78 +391,121 @@ pub fn post_raw(addr: &str, path: &str, content_type: &str, body: &[u8]) -> (u16
     .unwrap_or_else(|| panic!("POST {addr}{path}: no answer"))
 }
 
+/// The payload of a `{"data": ...}` answer as a `T`; fails the test, showing the answer, when
+/// it is not one.
+pub fn data<T: DeserializeOwned>(body: &Value) -> T {
+    serde_json::from_value::<DataBody<T>>(body.clone())
+        .unwrap_or_else(|e| {
+            panic!(
+                "not a {{\"data\": {}}} answer ({e}): {body}",
+                std::any::type_name::<T>()
+            )
+        })
+        .data
+}
+
+/// The transaction number of a 200 answer to `POST /orders`.
+pub fn transaction_number(body: &Value) -> u64 {
+    data::<OrderPlaced>(body).transaction_number
+}
+
+/// A client's order body.
+pub fn order_body(name: &str, kind: TradeKind, quantity: u64) -> OrderRequest {
+    OrderRequest {
+        name: name.to_string(),
+        quantity,
+        kind,
+    }
+}
+
 /// Places an order through a front end; returns (status, body).
-pub fn order(frontend: &str, name: &str, kind: &str, quantity: u64) -> (u16, Value) {
+pub fn order(frontend: &str, name: &str, kind: TradeKind, quantity: u64) -> (u16, Value) {
     post(
         frontend,
-        "/orders",
-        &json!({"name": name, "type": kind, "quantity": quantity}),
+        wire::ORDERS,
+        &order_body(name, kind, quantity),
         &[],
     )
 }
 
-/// Looks a stock up; returns its data object.
-pub fn stock(addr: &str, name: &str) -> Value {
-    let (status, body) = get(addr, &format!("/stocks/{name}"));
+/// Looks a stock up.
+pub fn stock(addr: &str, name: &str) -> Stock {
+    let (status, body) = get(addr, &wire::stock_path(name));
     assert_eq!(status, 200, "lookup {name}: {body}");
-    body["data"].clone()
+    data(&body)
 }
 
-/// The error object's code, checking the shape.
+/// The error object's code, checking the whole shape (code, message, a known kind).
 pub fn error_code(body: &Value) -> u64 {
-    let e = &body["error"];
-    assert!(
-        e["message"].is_string(),
-        "error object without message: {body}"
-    );
-    e["code"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("error object without code: {body}"))
+    let e = serde_json::from_value::<ErrorBody>(body.clone())
+        .unwrap_or_else(|e| panic!("not an error object ({e}): {body}"))
+        .error;
+    e.code.into()
+}
+
+/// A front end's /status.
+pub fn frontend_status(frontend: &str) -> FrontendStatus {
+    try_frontend_status(frontend).unwrap_or_else(|| panic!("GET {frontend}/status: no 200 answer"))
+}
+
+/// A front end's /status, or None when it did not answer one.
+pub fn try_frontend_status(frontend: &str) -> Option<FrontendStatus> {
+    let (200, body) = try_get(frontend, wire::STATUS)? else {
+        return None;
+    };
+    Some(
+        serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("front end /status of an unknown shape ({e}): {body}")),
+    )
 }
 
 /// The leader a front end routes orders to, and its epoch, once that replica serves as leader.
 pub fn serving_leader(frontend: &str) -> Option<(u64, u64)> {
-    let s = try_get(frontend, "/status")?.1;
-    let leader = s["leader"].as_u64()?;
-    let serving = s["replicas"]
-        .as_array()?
-        .iter()
-        .any(|r| r["id"] == leader && r["role"] == "leader");
-    serving.then(|| (leader, s["epoch"].as_u64().unwrap_or(0)))
+    let s = try_frontend_status(frontend)?;
+    Some((s.serving_leader()?, s.epoch))
+}
+
+/// The catalog's /status.
+pub fn catalog_status(catalog: &str) -> CatalogStatus {
+    let (status, body) = get(catalog, wire::STATUS);
+    assert_eq!(status, 200, "catalog /status: {body}");
+    serde_json::from_value(body.clone())
+        .unwrap_or_else(|e| panic!("catalog /status of an unknown shape ({e}): {body}"))
 }
 
 /// The catalog's stock table from its /status: name -> (quantity, volume).
 pub fn catalog_stocks(catalog: &str) -> BTreeMap<String, (i64, i64)> {
-    let (status, body) = get(catalog, "/status");
-    assert_eq!(status, 200, "catalog /status: {body}");
-    body["stocks"]
-        .as_array()
-        .unwrap_or_else(|| panic!("catalog /status without stocks: {body}"))
-        .iter()
-        .map(|s| {
-            let n = |k: &str| s[k].as_i64().unwrap();
-            (
-                s["name"].as_str().unwrap().to_string(),
-                (n("quantity"), n("volume")),
-            )
-        })
+    catalog_status(catalog)
+        .stocks
+        .into_iter()
+        .map(|s| (s.name, (s.quantity as i64, s.volume as i64)))
         .collect()
+}
+
+/// What conservation needs of a record: orders from a log and the catalog's trade records
+/// both have these fields (and others, ignored here).
+#[derive(Deserialize)]
+struct Traded {
+    name: String,
+    #[serde(rename = "type")]
+    kind: TradeKind,
+    quantity: u64,
 }
 
 /// Rule 3 for every listed stock: quantity = initial - buys + sells and volume = every traded
 /// unit, over `records` (orders from a log, or the catalog's trade records: both have name,
 /// type and quantity).
-pub fn assert_conservation(catalog: &str, records: &[Value]) {
+pub fn assert_conservation(catalog: &str, records: &[impl Serialize]) {
     let mut expect: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for o in records {
-        let q = o["quantity"].as_i64().unwrap();
-        let e = expect
-            .entry(o["name"].as_str().unwrap().to_string())
-            .or_insert((INITIAL, 0));
-        match o["type"].as_str().unwrap() {
-            "buy" => e.0 -= q,
-            "sell" => e.0 += q,
-            other => panic!("record of unknown type {other}: {o}"),
+    for record in records {
+        let value = serde_json::to_value(record).unwrap();
+        let o: Traded = serde_json::from_value(value.clone())
+            .unwrap_or_else(|e| panic!("record without name, type and quantity ({e}): {value}"));
+        let q = o.quantity as i64;
+        let e = expect.entry(o.name).or_insert((INITIAL, 0));
+        match o.kind {
+            TradeKind::Buy => e.0 -= q,
+            TradeKind::Sell => e.0 += q,
         }
         e.1 += q;
     }
@@ -474,4 +523,63 @@ pub fn assert_conservation(catalog: &str, records: &[Value]) {
             "conservation for {name}: catalog (quantity, volume) vs initial and the records"
         );
     }
+}
+
+// Helpers for tests that pause processes or drive thousands of requests (lag.rs, fencing.rs).
+
+impl Cluster {
+    /// The OS process id of a running process, by name ("order-2", "frontend").
+    pub fn pid(&self, name: &str) -> u32 {
+        self.procs
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not running"))
+            .id()
+    }
+
+    /// Sends `signal` (`libc::SIGSTOP`, `libc::SIGCONT`, ...) to a running process; unlike
+    /// `kill` it leaves the process in the cluster, so `Drop` still ends it.
+    pub fn signal(&self, name: &str, signal: i32) {
+        send_signal(self.pid(name), signal);
+    }
+}
+
+/// Sends `signal` to process `pid`, failing the test if it cannot.
+pub fn send_signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).expect("pid fits in pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A client that keeps its connection between calls. Give each load thread its own: a load
+/// of thousands of requests through `get`/`post` (a new connection each) would leave as many
+/// sockets in TIME_WAIT.
+pub fn keep_alive_agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(15))
+        .build()
+}
+
+/// GET through `agent`, or None when the connection failed.
+pub fn try_get_with(agent: &ureq::Agent, addr: &str, path: &str) -> Option<(u16, Value)> {
+    answer(agent.get(&format!("http://{addr}{path}")).call())
+}
+
+/// POST a JSON body through `agent`, or None when the connection failed.
+pub fn try_post_with(
+    agent: &ureq::Agent,
+    addr: &str,
+    path: &str,
+    body: &Value,
+) -> Option<(u16, Value)> {
+    answer(
+        agent
+            .post(&format!("http://{addr}{path}"))
+            .send_json(body.clone()),
+    )
 }

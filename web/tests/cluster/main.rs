@@ -3,8 +3,11 @@
 
 mod cache;
 mod catalog;
+mod fencing;
 mod frontends;
 mod harness;
 mod input;
+mod lag;
+mod netns;
 mod orders;
 mod partition;
