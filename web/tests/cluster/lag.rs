@@ -42,26 +42,6 @@ const HOLD_READS: usize = 50;
 /// Deadline for a new leader to serve after a kill.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(20);
 
-/// Every default stock, so that each load thread trades its own.
-const STOCKS: [&str; 16] = [
-    "GameStart",
-    "FishCo",
-    "BoarCo",
-    "MenhirCo",
-    "RottenFishCo",
-    "CaesarTech",
-    "Reneium",
-    "Goscinnyium",
-    "PiloteCo",
-    "DogmatixCo",
-    "LutetiaTech",
-    "ObelixCo",
-    "GetafixLabs",
-    "VitalstatixCo",
-    "CacofonixCo",
-    "UnhygienixCo",
-];
-
 /// An acknowledged order as the client placed it: number -> (name, type, quantity).
 type Acked = BTreeMap<u64, (String, String, u64)>;
 
@@ -83,7 +63,7 @@ impl Load {
 /// Places up to `count` orders through `frontend` from `threads` threads, each with a
 /// keep-alive client, stopping at `LOAD_LIMIT`. Each thread trades its own stock, a sell then
 /// a buy of one unit, so no buy ever runs out of stock.
-fn load(frontend: &str, count: usize, threads: usize) -> Load {
+fn load(frontend: &str, stocks: &[String], count: usize, threads: usize) -> Load {
     let issued = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(Mutex::new(Acked::new()));
     let errors = Arc::new(Mutex::new((Vec::<String>::new(), 0usize)));
@@ -92,9 +72,10 @@ fn load(frontend: &str, count: usize, threads: usize) -> Load {
         .map(|t| {
             let (issued, acked, errors) = (issued.clone(), acked.clone(), errors.clone());
             let frontend = frontend.to_string();
+            let name = stocks[t % stocks.len()].clone();
             std::thread::spawn(move || {
                 let agent = keep_alive_agent();
-                let name = STOCKS[t % STOCKS.len()];
+                let name = name.as_str();
                 let mut i = 0u64;
                 while issued.fetch_add(1, Ordering::Relaxed) < count
                     && started.elapsed() < LOAD_LIMIT
@@ -223,7 +204,8 @@ fn a_paused_follower_of_any_lag_rejoins() {
     let epoch_before = epoch(&c);
 
     c.signal(&name, libc::SIGSTOP);
-    let load = load(&c.frontend, PAUSED_ORDERS, LOAD_THREADS);
+    let stocks: Vec<String> = catalog_stocks(&c.catalog).into_keys().collect();
+    let load = load(&c.frontend, &stocks, PAUSED_ORDERS, LOAD_THREADS);
     eprintln!(
         "lag: {} orders acknowledged in {:.1?} with replica {follower} paused: {:.0} orders/s \
          ({LOAD_THREADS} client threads, debug build); epoch {epoch_before} before, {} after",
@@ -400,7 +382,8 @@ fn acknowledged_orders_stay_readable_while_a_lagging_replica_takes_over() {
     let epoch_before = epoch(&c);
 
     c.signal(&lagging_name, libc::SIGSTOP);
-    let load = load(&c.frontend, TAKEOVER_ORDERS, LOAD_THREADS);
+    let stocks: Vec<String> = catalog_stocks(&c.catalog).into_keys().collect();
+    let load = load(&c.frontend, &stocks, TAKEOVER_ORDERS, LOAD_THREADS);
     eprintln!(
         "takeover: {} orders acknowledged in {:.1?} with replica {lagging} paused ({:.0} \
          orders/s); epoch {epoch_before} before, {} after",

@@ -7,7 +7,7 @@
 //! the two fail at once with "permission denied", everything else flows (iproute2 only). A
 //! one-way cut, where one host cannot start a conversation with another but answers it, is an
 //! nftables rule on connection state in the first host's namespace. Needs root.
-//! `partition.rs` builds the same shape for its own hosts.
+//! Used by `partition.rs` (a host cut off entirely) and `fencing.rs` (cuts between hosts).
 
 use crate::harness::*;
 use std::collections::BTreeMap;
@@ -16,6 +16,22 @@ use std::process::{Child, Command, Stdio};
 
 /// Runs `ip` with `args`; the error names the command and says what `ip` said.
 pub fn ip(args: &[&str]) -> Result<(), String> {
+    run_ip(args, || format!("`ip {}` failed", args.join(" ")))
+}
+
+/// Runs `nft` (nftables) with `args` inside namespace `ns`.
+pub fn nft(ns: &str, args: &[&str]) -> Result<(), String> {
+    let mut all = vec!["netns", "exec", ns, "nft"];
+    all.extend_from_slice(args);
+    run_ip(&all, || {
+        format!(
+            "`nft {}` in {ns} failed (is nftables installed? `.ci/run` installs it)",
+            args.join(" ")
+        )
+    })
+}
+
+fn run_ip(args: &[&str], what: impl FnOnce() -> String) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -24,27 +40,8 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Runs `nft` (nftables) with `args` inside namespace `ns`.
-pub fn nft(ns: &str, args: &[&str]) -> Result<(), String> {
-    let mut all = vec!["netns", "exec", ns, "nft"];
-    all.extend_from_slice(args);
-    let out = Command::new("ip")
-        .args(&all)
-        .output()
-        .map_err(|e| format!("cannot run `ip` (iproute2): {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`nft {}` in {ns} failed (is nftables installed? `.ci/run` installs it): {}",
-            args.join(" "),
+            "{}: {}",
+            what(),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
@@ -166,6 +163,13 @@ impl Lab {
         };
         rule("ct state new reject")?;
         rule("ct direction original drop")
+    }
+
+    /// Sets a host's link to the bridge down (cut off from everyone, its processes still
+    /// running) or up again.
+    pub fn set_link(&self, host: &str, up: bool) -> Result<(), String> {
+        let port = format!("{}{host}p", self.tag);
+        ip(&["link", "set", &port, if up { "up" } else { "down" }])
     }
 
     /// Writes the config file every process reads.

@@ -8,9 +8,10 @@
 //! How the hosts are built: see docs/multi-host-test.md.
 
 use crate::harness::*;
+use crate::netns::Lab;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,163 +28,6 @@ const HOSTS: [(&str, u8); 6] = [
     ("f2", 22),
 ];
 
-/// A bridge in the test's own namespace and one namespace per host, each with a veth pair:
-/// one end inside the host's namespace with its address, the other on the bridge. The test
-/// itself reaches every host through the bridge. Everything is removed on drop.
-struct Net {
-    tag: String,
-    subnet: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl Net {
-    fn create() -> Result<Net, String> {
-        let k = std::process::id() % 200 + 20;
-        let net = Net {
-            tag: format!("tn{k}"),
-            subnet: format!("10.213.{k}"),
-        };
-        let br = format!("{}br", net.tag);
-        ip(&["link", "add", &br, "type", "bridge"])?;
-        ip(&["addr", "add", &format!("{}.1/24", net.subnet), "dev", &br])?;
-        ip(&["link", "set", &br, "up"])?;
-        for (host, byte) in HOSTS {
-            let ns = net.ns(host);
-            let inner = format!("{}{host}i", net.tag);
-            ip(&["netns", "add", &ns])?;
-            ip(&[
-                "link",
-                "add",
-                &inner,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &net.port(host),
-            ])?;
-            ip(&["link", "set", &inner, "netns", &ns])?;
-            ip(&["link", "set", &net.port(host), "master", &br, "up"])?;
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{}.{byte}/24", net.subnet),
-                "dev",
-                &inner,
-            ])?;
-            ip(&["-n", &ns, "link", "set", &inner, "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(net)
-    }
-
-    fn ns(&self, host: &str) -> String {
-        format!("{}{host}", self.tag)
-    }
-
-    /// The bridge-side end of a host's link: setting it down cuts the host off.
-    fn port(&self, host: &str) -> String {
-        format!("{}{host}p", self.tag)
-    }
-
-    fn addr(&self, host: &str, port: u16) -> String {
-        let byte = HOSTS
-            .iter()
-            .find(|(h, _)| *h == host)
-            .expect("known host")
-            .1;
-        format!("{}.{byte}:{port}", self.subnet)
-    }
-
-    fn link(&self, host: &str, up: bool) {
-        ip(&[
-            "link",
-            "set",
-            &self.port(host),
-            if up { "up" } else { "down" },
-        ])
-        .unwrap();
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for (host, _) in HOSTS {
-            let _ = ip(&["netns", "del", &self.ns(host)]);
-            let _ = ip(&["link", "del", &self.port(host)]);
-        }
-        let _ = ip(&["link", "del", &format!("{}br", self.tag)]);
-    }
-}
-
-struct Hosts {
-    net: Net,
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-    procs: BTreeMap<String, Child>,
-}
-
-impl Hosts {
-    fn start(&mut self, host: &str, args: &[&str], health: &str) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{host}.log"))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.net.ns(host)])
-            .arg(env!("CARGO_BIN_EXE_tradenet"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.procs.insert(host.to_string(), child);
-        wait_for(&format!("{host} healthy"), READY, || {
-            (try_get(health, wire::HEALTH)?.0 == 200).then_some(())
-        });
-    }
-
-    fn log(&self, host: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{host}.log"))).unwrap_or_default()
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for child in self.procs.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            for (host, _) in HOSTS {
-                let log = self.log(host);
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("---- {host} (last lines) ----");
-                for line in tail.into_iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
-        }
-    }
-}
-
 fn both_lead(f1: &str, f2: &str, id: u64) -> Option<u64> {
     let (a, e) = serving_leader(f1)?;
     let (b, e2) = serving_leader(f2)?;
@@ -195,38 +39,30 @@ type Acked = Arc<Mutex<BTreeMap<u64, (String, TradeKind, u64)>>>;
 #[test]
 fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order() {
     // A test that cannot build its network fails: passing by skipping would prove nothing.
-    let net = Net::create().unwrap_or_else(|e| {
+    let mut hosts = Lab::create("tn", 213, &HOSTS).unwrap_or_else(|e| {
         panic!("the multi-host test needs root and iproute2 to build network namespaces: {e}")
     });
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tradenet.toml");
     let mut text = format!(
         "data_dir = {:?}\nlog = \"info\"\n\n[catalog]\naddr = {:?}\n\n[frontend]\naddr = {:?}\nheartbeat_ms = 100\nfailover_timeout_ms = 15000\n\n",
-        dir.path().join("data"),
-        net.addr("cat", 8082),
-        net.addr("f1", 8081),
+        hosts.dir.path().join("data"),
+        hosts.addr("cat", 8082),
+        hosts.addr("f1", 8081),
     );
     for id in 1..=3u64 {
         text.push_str(&format!(
             "[[replicas]]\nid = {id}\naddr = {:?}\n\n",
-            net.addr(&format!("o{id}"), 8091)
+            hosts.addr(&format!("o{id}"), 8091)
         ));
     }
-    std::fs::write(&config, text).unwrap();
-    let mut hosts = Hosts {
-        net,
-        dir,
-        config,
-        procs: BTreeMap::new(),
-    };
+    hosts.write_config(&text);
     let (cat, f1, f2) = (
-        hosts.net.addr("cat", 8082),
-        hosts.net.addr("f1", 8081),
-        hosts.net.addr("f2", 8081),
+        hosts.addr("cat", 8082),
+        hosts.addr("f1", 8081),
+        hosts.addr("f2", 8081),
     );
     hosts.start("cat", &["catalog"], &cat);
     for id in 1..=3 {
-        let a = hosts.net.addr(&format!("o{id}"), 8091);
+        let a = hosts.addr(&format!("o{id}"), 8091);
         hosts.start(&format!("o{id}"), &["order", "--id", &id.to_string()], &a);
     }
     hosts.start("f1", &["frontend"], &f1);
@@ -285,7 +121,7 @@ fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order(
     progress(20);
 
     // Cut the leader off. It keeps running and still believes it leads.
-    hosts.net.link("o3", false);
+    hosts.set_link("o3", false).unwrap();
     let cut_epoch = wait_for(
         "both front ends to move to leader 2",
         Duration::from_secs(30),
@@ -301,18 +137,11 @@ fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order(
          req=urllib.request.Request('http://{}/internal/v1/orders',data=json.dumps({{'rid':'{:032x}','name':'GameStart','type':'buy','quantity':1}}).encode(),headers={{'Content-Type':'application/json'}})\n\
          try:\n  print(urllib.request.urlopen(req,timeout=10).status)\n\
          except urllib.error.HTTPError as e:\n  print(e.code)\n",
-        hosts.net.addr("o3", 8091),
+        hosts.addr("o3", 8091),
         0xdead_0000_u128
     );
     let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hosts.net.ns("o3"),
-            "python3",
-            "-c",
-            &script,
-        ])
+        .args(["netns", "exec", &hosts.ns("o3"), "python3", "-c", &script])
         .output()
         .unwrap();
     let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -323,7 +152,7 @@ fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order(
     );
 
     // The link returns: replica 3 rejoins (and, being the highest id, leads again).
-    hosts.net.link("o3", true);
+    hosts.set_link("o3", true).unwrap();
     let back_epoch = wait_for(
         "replica 3 to lead again for both",
         Duration::from_secs(30),
