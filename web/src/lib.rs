@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod catalog_link;
 pub mod config;
+pub mod dirlock;
 pub mod error;
 pub mod frontend;
 pub mod http;

@@ -6,6 +6,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use tradenet::config::Config;
+use tradenet::dirlock::DirLock;
 
 /// Trade-Net: a fault-tolerant stock exchange (catalog, replicated orders, cached front end).
 ///
@@ -105,10 +106,13 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { .. } => tradenet::launcher::run(&config, &flags_as_env(matches)),
         Command::Catalog { .. } => {
+            let _lock = DirLock::acquire(&config.service_dir("catalog"), "catalog")?;
             let listener = tradenet::http::bind(&config.catalog.addr)?;
             actix_web::rt::System::new().block_on(tradenet::catalog::run(config, listener))
         }
         Command::Order { id } => {
+            let name = format!("order-{id}");
+            let _lock = DirLock::acquire(&config.service_dir(&name), &name)?;
             let listener = tradenet::http::bind(&config.replica(id)?.addr)?;
             actix_web::rt::System::new().block_on(tradenet::replica::run(config, id, listener))
         }

@@ -5,6 +5,7 @@ mod cache;
 mod catalog;
 mod fencing;
 mod frontends;
+mod guards;
 mod harness;
 mod input;
 mod lag;

@@ -1,0 +1,71 @@
+//! Guards against operators' and callers' mistakes: one process per data directory.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::process::Command;
+use tradenet_actors::types::TradeKind;
+
+/// Runs `tradenet <service...>` on the cluster's config; it must stop at once. The data
+/// directory is locked before the port is bound, so the refusal is the lock's, as the
+/// message checks show; the catalog is also given another port to make that plain.
+fn second_process(c: &Cluster, args: &[&str]) -> (bool, String) {
+    let other = format!("127.0.0.1:{}", free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_tradenet"))
+        .arg("--config")
+        .arg(&c.config)
+        .args(args)
+        .env("TRADENET__CATALOG__ADDR", &other)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_second_process_on_a_live_data_directory_refuses_and_the_first_loses_nothing() {
+    let c = Cluster::up(Opts::default());
+    c.wait_leader();
+    for _ in 0..5 {
+        let (status, body) = order(&c.frontend, "GameStart", TradeKind::Buy, 1);
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let (ok, err) = second_process(&c, &["catalog"]);
+    assert!(
+        !ok,
+        "a second catalog started on a live data directory:\n{err}"
+    );
+    let holder = c.pid("catalog").to_string();
+    assert!(
+        err.contains("in use by process") && err.contains(&holder) && err.contains("catalog"),
+        "the refusal names neither the directory nor the holder {holder}:\n{err}"
+    );
+    let (ok, err) = second_process(&c, &["order", "--id", "2"]);
+    assert!(
+        !ok,
+        "a second replica 2 started on a live data directory:\n{err}"
+    );
+    assert!(
+        err.contains("order-2") && err.contains(&c.pid("order-2").to_string()),
+        "{err}"
+    );
+
+    // The first processes lost nothing and go on.
+    for _ in 0..5 {
+        let (status, body) = order(&c.frontend, "FishCo", TradeKind::Sell, 2);
+        assert_eq!(status, 200, "{body}");
+    }
+    let log: Vec<Value> = String::from_utf8(c.wait_converged())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        log.len(),
+        10,
+        "every acknowledged order is in the converged log"
+    );
+    assert_conservation(&c.catalog, &log);
+}
