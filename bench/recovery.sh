@@ -9,7 +9,7 @@ source "$(dirname "$0")/common.sh"
 bench_setup 28000
 now_ms() { date +%s%3N; }
 wait_healthy() { # addr -> elapsed ms since $2
-  until curl -sf "http://$1/health" > /dev/null; do sleep 0.005; done
+  until curl -sf "http://$1/ready" > /dev/null; do sleep 0.005; done
   echo $(( $(now_ms) - $2 ))
 }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }

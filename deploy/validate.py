@@ -156,8 +156,8 @@ def check_compose(errors):
             errors.append(f"{where}: command should start with --config {CONFIG_PATH}")
         test = (svc.get("healthcheck") or {}).get("test") or []
         url = next((t for t in test if isinstance(t, str) and t.startswith("http")), "")
-        if not url.endswith("/health"):
-            errors.append(f"{where}: no healthcheck on /health")
+        if not url.endswith("/ready"):
+            errors.append(f"{where}: no healthcheck on /ready (depends_on waits for readiness)")
         mounts = svc.get("volumes") or []
         conf = [m for m in mounts if isinstance(m, dict) and m.get("target") == CONFIG_PATH]
         if not conf or not conf[0].get("read_only"):
@@ -248,9 +248,9 @@ def check_k8s(errors):
                 errors.append(f"{where}: ConfigMap {cm} is not defined")
         for c in spec["containers"]:
             cw = f"{where} container {c['name']}"
-            for probe in ("readinessProbe", "livenessProbe"):
-                if (c.get(probe) or {}).get("httpGet", {}).get("path") != "/health":
-                    errors.append(f"{cw}: {probe} should be httpGet /health")
+            for probe, path in (("readinessProbe", "/ready"), ("livenessProbe", "/health")):
+                if (c.get(probe) or {}).get("httpGet", {}).get("path") != path:
+                    errors.append(f"{cw}: {probe} should be httpGet {path}")
             res = c.get("resources") or {}
             for part in ("requests", "limits"):
                 if not {"cpu", "memory"} <= set((res.get(part) or {}).keys()):

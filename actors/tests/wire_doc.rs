@@ -171,6 +171,16 @@ fn rows() -> Vec<Row> {
                 status: "ok".into(),
             })],
         ),
+        row(
+            INTERNAL,
+            EVERY,
+            "GET",
+            wire::READY,
+            vec![ex(Health {
+                service: "frontend".into(),
+                status: "ready".into(),
+            })],
+        ),
         row(INTERNAL, EVERY, "GET", wire::METRICS, vec![]),
         row(INTERNAL, CATALOG, "GET", wire::STOCK, vec![ex(stock())]),
         row(

@@ -301,10 +301,33 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
                 publisher,
             }
         },
-        |state, cfg| {
-            cfg.app_data(web::Data::new(state));
+        |state: CatalogState, cfg| {
+            cfg.app_data(web::Data::new(probes(&state.catalog)))
+                .app_data(web::Data::new(state));
             configure(cfg);
         },
     )
     .await
+}
+
+/// The catalog is live and ready when its table's actor answers: it only starts once its
+/// journal and snapshot are loaded and open.
+fn probes(catalog: &Addr<CatalogActor>) -> http::Probes {
+    let check: http::Check = {
+        let catalog = catalog.clone();
+        std::sync::Arc::new(move || {
+            let catalog = catalog.clone();
+            Box::pin(async move {
+                catalog
+                    .send(tradenet_actors::catalog_actor::GetStatus)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("the catalog's actor does not answer: {e}"))
+            })
+        })
+    };
+    http::Probes {
+        live: check.clone(),
+        ready: check,
+    }
 }

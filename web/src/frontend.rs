@@ -295,11 +295,43 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         listener,
         workers,
         move || start_actors(&config),
-        move |state, cfg| {
-            cfg.app_data(web::Data::new(state))
+        move |state: FrontendState, cfg| {
+            cfg.app_data(web::Data::new(probes(&state)))
+                .app_data(web::Data::new(state))
                 .app_data(web::Data::new(http::client(timeout)));
             configure(cfg);
         },
     )
     .await
+}
+
+/// A front end is live when its supervisor answers, and ready when it also has a leader to
+/// send orders to and a confirmed link to the catalog.
+fn probes(state: &FrontendState) -> http::Probes {
+    let (supervisor, link) = (state.supervisor.clone(), state.link.clone());
+    let live_supervisor = supervisor.clone();
+    http::Probes {
+        live: std::sync::Arc::new(move || {
+            let supervisor = live_supervisor.clone();
+            Box::pin(async move {
+                supervisor
+                    .send(CurrentLeader)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("the supervisor does not answer: {e}"))
+            })
+        }),
+        ready: std::sync::Arc::new(move || {
+            let (supervisor, link) = (supervisor.clone(), link.clone());
+            Box::pin(async move {
+                let leader = supervisor.send(CurrentLeader).await.map_err(|e| e.to_string())?;
+                let link = link.send(LinkStatus).await.map_err(|e| e.to_string())?;
+                match (leader, link.connected) {
+                    (Some(_), true) => Ok(()),
+                    (None, _) => Err("no order replica is live (no leader)".into()),
+                    (_, false) => Err("no confirmed link to the catalog".into()),
+                }
+            })
+        }),
+    }
 }

@@ -17,10 +17,47 @@ pub fn ok<T: Serialize>(value: T) -> HttpResponse {
     HttpResponse::Ok().json(DataBody { data: value })
 }
 
-/// A service that is not healthy until it has recovered registers one of these as app data:
-/// `/health` answers 503 until it is set.
-#[derive(Clone, Default)]
-pub struct Readiness(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+/// One check of a probe: `Ok` when it holds, `Err(why)` when not.
+pub type Check =
+    std::sync::Arc<dyn Fn() -> futures::future::LocalBoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// How a service answers its probes; each service registers one as app data.
+///
+/// - `/health` is liveness: the process's actors answer (a supervisor that sees 503 here, or
+///   no answer, restarts the process).
+/// - `/ready` is readiness: the service can do its job (a front end has a leader and a catalog
+///   link; a replica is in step; a catalog has its journal open). Load balancers, compose's
+///   start order and the launcher wait on it.
+#[derive(Clone)]
+pub struct Probes {
+    /// Liveness.
+    pub live: Check,
+    /// Readiness.
+    pub ready: Check,
+}
+
+/// How long a probe may take before it counts as failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn probe(service: &'static str, check: Option<Check>, word: &'static str) -> HttpResponse {
+    let Some(check) = check else {
+        return ok(Health {
+            service: service.to_string(),
+            status: word.to_string(),
+        });
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, check()).await {
+        Ok(Ok(())) => ok(Health {
+            service: service.to_string(),
+            status: word.to_string(),
+        }),
+        Ok(Err(why)) => ApiError::unavailable(format!("{service} is not {word}: {why}")).into_response(),
+        Err(_) => ApiError::unavailable(format!(
+            "{service} is not {word}: no answer within {PROBE_TIMEOUT:?}"
+        ))
+        .into_response(),
+    }
+}
 
 /// Request metrics of one service, registered in its own registry.
 #[derive(Clone)]
@@ -103,7 +140,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Wraps a service's routes with the shared pieces: extractor error mapping, body limits,
-/// metrics, `/health`, `/metrics`, and 404 for unknown paths.
+/// metrics, `/health` and `/ready` (see `Probes`), `/metrics`, and 404 for unknown paths.
 pub fn app(
     service: &'static str,
     metrics: Metrics,
@@ -143,17 +180,10 @@ pub fn app(
             }
         })
         .service(resource(wire::HEALTH).route(web::get().to(
-            move |ready: Option<web::Data<Readiness>>| async move {
-                match ready {
-                    Some(r) if !r.0.load(std::sync::atomic::Ordering::Acquire) => {
-                        ApiError::unavailable(format!("{service} is recovering")).into_response()
-                    }
-                    _ => ok(Health {
-                        service: service.to_string(),
-                        status: "ok".to_string(),
-                    }),
-                }
-            },
+            move |p: Option<web::Data<Probes>>| probe(service, p.map(|p| p.live.clone()), "ok"),
+        )))
+        .service(resource(wire::READY).route(web::get().to(
+            move |p: Option<web::Data<Probes>>| probe(service, p.map(|p| p.ready.clone()), "ready"),
         )))
         .service(
             resource(wire::METRICS)

@@ -26,8 +26,11 @@ pub mod replica;
 
 // Every service.
 
-/// `GET`: liveness, [`Health`]; 503 while a replica is still recovering.
+/// `GET` → [`Health`]: liveness, the process's actors answer (503 when they do not).
 pub const HEALTH: &str = "/health";
+/// `GET` → [`Health`] with status `ready`: readiness, the service can do its job (503 with
+/// the reason when not).
+pub const READY: &str = "/ready";
 /// `GET`: Prometheus text of request counts and latencies.
 pub const METRICS: &str = "/metrics";
 /// `GET`: what the service knows about itself, not enveloped: [`catalog::CatalogStatus`] at

@@ -7,7 +7,7 @@
 //! `docs/internal-api.md` lists them.
 //!
 //! Why a thread and channels rather than actors: the main thread blocks for seconds at a time
-//! (starting a child, waiting for its `/health`), and it must be the one that spawns children
+//! (starting a child, waiting for its `/ready`), and it must be the one that spawns children
 //! because their parent-death signal is tied to the spawning thread. So the server has its own
 //! `System`, and a request waits on a oneshot reply without blocking its worker.
 

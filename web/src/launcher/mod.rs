@@ -2,7 +2,7 @@
 //!
 //! It owns the child processes (catalog, one order replica per `[[replicas]]` entry, front end)
 //! for their whole life: it starts each as `tradenet <service>`, forwards their output to its
-//! own stderr with a `[name]` prefix, waits until every one answers `/health`, prints the URLs,
+//! own stderr with a `[name]` prefix, waits until every one answers `/ready`, prints the URLs,
 //! and on Ctrl-C / SIGTERM stops them all (SIGTERM, then SIGKILL after 5 s) and reaps them.
 //! Children are tied to the launcher with `PR_SET_PDEATHSIG`, so even a SIGKILLed launcher
 //! leaves no service behind holding a port. A child that exits on its own after start-up is
@@ -39,7 +39,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// The handler can be installed once per process; remembers how that went.
 static HANDLER: OnceLock<Result<(), String>> = OnceLock::new();
 
-/// Starts every process the config names, waits for each to answer /health, prints URLs,
+/// Starts every process the config names, waits for each to answer /ready, prints URLs,
 /// serves the control API, and stops them all on Ctrl-C / SIGTERM. Blocks until then.
 ///
 /// `child_env` pairs (e.g. `TRADENET_CONFIG=exchange.toml`,
@@ -137,7 +137,7 @@ impl<'a> Launcher<'a> {
         Ok(launcher)
     }
 
-    /// Waits until every service is healthy; `Ok(false)`: a stop was requested meanwhile.
+    /// Waits until every service is ready; `Ok(false)`: a stop was requested meanwhile.
     fn wait_ready(&mut self) -> anyhow::Result<bool> {
         wait_ready(&mut self.services, &STOP).inspect_err(|_| {
             log::warn!("start-up failed; stopping everything");
@@ -204,7 +204,7 @@ impl<'a> Launcher<'a> {
     }
 
     /// Starts a stopped service, or restarts a running one when `extra_env` changes its
-    /// settings, and waits until it is healthy.
+    /// settings, and waits until it is ready.
     fn start_again(&mut self, name: &str, extra_env: &[(String, String)]) -> Answer {
         let mut env = self.child_env.clone();
         env.extend(extra_env.iter().map(|(k, v)| (k.into(), v.into())));

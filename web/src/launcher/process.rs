@@ -1,5 +1,5 @@
 //! The launcher's children as processes: starting one tied to the launcher's life
-//! (`PR_SET_PDEATHSIG`), forwarding its output with a `[name]` prefix, polling `/health` until
+//! (`PR_SET_PDEATHSIG`), forwarding its output with a `[name]` prefix, polling `/ready` until
 //! it is ready, and stopping (SIGTERM, then SIGKILL) and reaping it.
 //!
 //! Everything here blocks: it runs on the launcher's main thread, which owns the children.
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::url;
 
-/// How long all children together may take to answer `/health`.
+/// How long all children together may take to answer `/ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(20);
 /// Pause between readiness polls and between checks while stopping.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -33,7 +33,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct Service {
     /// `catalog`, `order-N` or `frontend`.
     pub name: String,
-    /// `host:port` it answers `/health` on.
+    /// `host:port` it answers `/ready` on.
     pub addr: String,
     /// The program it runs.
     program: PathBuf,
@@ -203,13 +203,13 @@ fn probe_agent() -> ureq::Agent {
         .build()
 }
 
-/// True when `http://addr/health` answers 200.
-fn is_healthy(agent: &ureq::Agent, addr: &str) -> bool {
+/// True when `http://addr/ready` answers 200 (the service can do its job).
+fn is_ready(agent: &ureq::Agent, addr: &str) -> bool {
     // ureq answers 4xx and 5xx as errors; 503 means "still recovering".
-    matches!(agent.get(&format!("{}/health", url(addr))).call(), Ok(res) if res.status() == 200)
+    matches!(agent.get(&format!("{}/ready", url(addr))).call(), Ok(res) if res.status() == 200)
 }
 
-/// Polls `/health` on every service until all answer 200. `Ok(false)`: `stop` was set
+/// Polls `/ready` on every service until all answer 200. `Ok(false)`: `stop` was set
 /// meanwhile. Errors name the child that exited early or missed the deadline.
 pub fn wait_ready(services: &mut [Service], stop: &AtomicBool) -> anyhow::Result<bool> {
     let agent = probe_agent();
@@ -236,7 +236,7 @@ pub fn wait_ready(services: &mut [Service], stop: &AtomicBool) -> anyhow::Result
             if !s.is_running() {
                 bail!("{} is not running", s.name);
             }
-            if is_healthy(&agent, &s.addr) {
+            if is_ready(&agent, &s.addr) {
                 *ready = true;
                 log::info!("{} is ready at {}", s.name, url(&s.addr));
             }
@@ -252,7 +252,7 @@ pub fn wait_ready(services: &mut [Service], stop: &AtomicBool) -> anyhow::Result
                 .map(|(s, _)| s)
                 .expect("some service is not ready");
             bail!(
-                "{} did not answer /health at {} within {}s",
+                "{} did not answer /ready at {} within {}s",
                 s.name,
                 s.addr,
                 READY_DEADLINE.as_secs()

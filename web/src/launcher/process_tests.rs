@@ -4,14 +4,14 @@ use super::*;
 use std::io::Write;
 use std::net::TcpListener;
 
-/// Serves one `GET /health` with `response`, then closes; returns the address.
+/// Serves one `GET /ready` with `response`, then closes; returns the address.
 fn serve_once(response: &'static str) -> (String, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let handle = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
         let mut lines = BufReader::new(&conn).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "GET /health HTTP/1.1");
+        assert_eq!(lines.next().unwrap().unwrap(), "GET /ready HTTP/1.1");
         while !lines.next().unwrap().unwrap().is_empty() {}
         (&conn).write_all(response.as_bytes()).unwrap();
     });
@@ -19,17 +19,17 @@ fn serve_once(response: &'static str) -> (String, JoinHandle<()>) {
 }
 
 #[test]
-fn health_probe_wants_a_200() {
+fn readiness_probe_wants_a_200() {
     let (addr, server) =
         serve_once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-    assert!(is_healthy(&probe_agent(), &addr));
+    assert!(is_ready(&probe_agent(), &addr));
     server.join().unwrap();
 
     let (addr, server) = serve_once(
         "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n\
          4\r\nnot \r\n5\r\nready\r\n0\r\n\r\n",
     );
-    assert!(!is_healthy(&probe_agent(), &addr));
+    assert!(!is_ready(&probe_agent(), &addr));
     server.join().unwrap();
 
     // Nothing listens on a port just released.
@@ -37,7 +37,7 @@ fn health_probe_wants_a_200() {
         .unwrap()
         .local_addr()
         .unwrap();
-    assert!(!is_healthy(&probe_agent(), &addr.to_string()));
+    assert!(!is_ready(&probe_agent(), &addr.to_string()));
 }
 
 /// A service running `sh -c script`. Scripts `exec` their last command: a grandchild

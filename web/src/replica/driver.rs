@@ -14,14 +14,13 @@ use actix::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tradenet_actors::journal::JournalWriter;
 use tradenet_actors::replication::files::ReplicaFiles;
 use tradenet_actors::replication::{
     Appended, CatalogAnswer, CatalogCall, Config, Effect, Envelope, Event, Fetched, NodeId,
-    Replica, ReplicaState, Request, Response, Role, Write,
+    Replica, ReplicaState, Request, Response, Write,
 };
 use tradenet_actors::wire;
 use tradenet_actors::wire::catalog::{TradeOutcome, TradesPage, TradesSince};
@@ -42,8 +41,6 @@ pub struct DriverConfig {
     pub catalog_url: String,
     /// Time-out of one call to a peer or the catalog.
     pub call_timeout: Duration,
-    /// Set once the machine reports ready (for `/health`).
-    pub ready: http::Readiness,
     /// False only for benchmarks.
     pub fsync: bool,
 }
@@ -67,7 +64,6 @@ pub struct ReplicaDriver {
     waiting: HashMap<u64, oneshot::Sender<Result<Response, Error>>>,
     next_request: u64,
     clock: Instant,
-    role: Role,
 }
 
 impl ReplicaDriver {
@@ -92,21 +88,12 @@ impl ReplicaDriver {
             waiting: HashMap::new(),
             next_request: 1,
             clock: Instant::now(),
-            role: Role::Recovering,
         }
     }
 
     fn feed(&mut self, ctx: &mut Context<Self>, event: Event) {
         let now = self.clock.elapsed().as_millis() as u64;
         let effects = self.machine.step(now, event);
-        let role = self.machine.role();
-        if role != self.role {
-            self.role = role;
-            self.cfg
-                .ready
-                .0
-                .store(role != Role::Recovering, Ordering::Release);
-        }
         for e in effects {
             self.execute(ctx, e);
         }

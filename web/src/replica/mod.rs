@@ -12,13 +12,40 @@ use actix_web::web;
 use driver::{DriverConfig, ReplicaDriver};
 use std::time::Duration;
 use tradenet_actors::replication::files::ReplicaFiles;
+use futures::TryFutureExt;
 use tradenet_actors::replication::Config as MachineConfig;
+use tradenet_actors::replication::{Request, Response};
 use tradenet_actors::wire::MAX_BODY_BYTES;
 
 pub use routes::configure;
 
+/// The replica's probes: live when its driver answers; ready when the machine says so (in
+/// step with its leader, or no leader to follow).
+fn probes(driver: &actix::Addr<ReplicaDriver>) -> http::Probes {
+    let state = |driver: actix::Addr<ReplicaDriver>| async move {
+        match driver.send(driver::Ask(Request::State)).await {
+            Ok(Ok(Response::State(s))) => Ok(s),
+            Ok(other) => Err(format!("the replica answered {other:?}")),
+            Err(e) => Err(format!("the replica's actor does not answer: {e}")),
+        }
+    };
+    let (a, b) = (driver.clone(), driver.clone());
+    http::Probes {
+        live: std::sync::Arc::new(move || Box::pin(state(a.clone()).map_ok(|_| ()))),
+        ready: std::sync::Arc::new(move || {
+            Box::pin(state(b.clone()).and_then(|s| async move {
+                if s.ready {
+                    Ok(())
+                } else {
+                    Err(format!("replica {} is {} and not yet in step with a leader", s.id, s.role))
+                }
+            }))
+        }),
+    }
+}
+
 /// Loads replica `id`'s files from `config` and serves on `listener` until the process is
-/// stopped; `/health` answers 200 once the replica has recovered (in step with its leader, or
+/// stopped; `/ready` answers 200 once the replica has recovered (in step with its leader, or
 /// no leader to follow).
 ///
 /// The driver actor starts on the first HTTP worker's thread (`http::serve`).
@@ -51,7 +78,6 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
     machine.max_batch_orders = config.order.batch_limit.max(1);
     // Half the receiver's body limit: the JSON around the orders never needs the other half.
     machine.max_batch_bytes = MAX_BODY_BYTES / 2;
-    let ready = http::Readiness::default();
     let driver_cfg = DriverConfig {
         machine,
         peers: config
@@ -62,7 +88,6 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
             .collect(),
         catalog_url: crate::config::url(&config.catalog.addr),
         call_timeout: timeout.max(Duration::from_millis(config.order.replicate_timeout_ms)),
-        ready: ready.clone(),
         fsync: config.fsync,
     };
     let start = move || {
@@ -76,7 +101,7 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
         workers,
         start,
         move |driver, cfg| {
-            cfg.app_data(web::Data::new(ready.clone()))
+            cfg.app_data(web::Data::new(probes(&driver)))
                 .app_data(web::Data::new(driver));
             configure(cfg);
         },

@@ -1,9 +1,12 @@
-//! Guards against operators' and callers' mistakes: one process per data directory.
+//! Guards against operators' and callers' mistakes: one process per data directory; probes
+//! that tell a live process from a ready one.
 
 use crate::harness::*;
 use serde_json::Value;
 use std::process::Command;
+use std::time::Duration;
 use tradenet_actors::types::TradeKind;
+use tradenet_actors::wire;
 
 /// Runs `tradenet <service...>` on the cluster's config; it must stop at once. The data
 /// directory is locked before the port is bound, so the refusal is the lock's, as the
@@ -68,4 +71,31 @@ fn a_second_process_on_a_live_data_directory_refuses_and_the_first_loses_nothing
         "every acknowledged order is in the converged log"
     );
     assert_conservation(&c.catalog, &log);
+}
+
+/// Liveness and readiness differ: a front end with no replica to lead is alive (its actors
+/// answer) but cannot take orders, so it is not ready, and says why; once a leader exists it is.
+#[test]
+fn a_front_end_without_a_leader_is_live_but_not_ready() {
+    let mut c = Cluster::new(Opts::default());
+    c.start_catalog();
+    // The front end comes up before any replica: wait for liveness only.
+    let fe = c.frontend.clone();
+    c.spawn_frontend_live();
+    let (status, body) = get(&fe, wire::HEALTH);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&fe, wire::READY);
+    assert_eq!(status, 503, "ready without a leader: {body}");
+    assert!(
+        body.to_string().contains("no leader"),
+        "the answer says why: {body}"
+    );
+    for id in 1..=3 {
+        c.start_replica(id);
+    }
+    wait_for(
+        "the front end to become ready",
+        Duration::from_secs(20),
+        || (try_get(&fe, wire::READY)?.0 == 200).then_some(()),
+    );
 }

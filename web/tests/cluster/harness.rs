@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a process gets to answer /health.
+/// How long a process gets to answer /ready.
 pub const READY: Duration = Duration::from_secs(20);
 
 /// What a test wants in its cluster.
@@ -135,7 +135,21 @@ impl Cluster {
         self.dir.path().join("data").join(service)
     }
 
+    /// The probe a front end is waited on: `/ready` (a leader and a catalog link) when the
+    /// cluster has replicas, `/health` (it answers) when it has none.
+    fn frontend_probe(&self) -> &'static str {
+        if self.replicas.is_empty() {
+            wire::HEALTH
+        } else {
+            wire::READY
+        }
+    }
+
     fn spawn(&mut self, name: &str, args: &[&str], health: &str) {
+        self.spawn_until(name, args, health, wire::READY);
+    }
+
+    fn spawn_until(&mut self, name: &str, args: &[&str], health: &str, probe: &str) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -149,14 +163,15 @@ impl Cluster {
             .stderr(log);
         let child = cmd.spawn().unwrap();
         self.procs.insert(name.to_string(), child);
-        self.wait_healthy(name, health);
+        self.wait_probe(name, health, probe);
     }
 
-    /// Polls /health until it answers, or fails the test naming the process.
-    pub fn wait_healthy(&mut self, name: &str, addr: &str) {
+    /// Polls `probe` (`/ready` or `/health`) until it answers 200, or fails the test naming
+    /// the process.
+    pub fn wait_probe(&mut self, name: &str, addr: &str, probe: &str) {
         let deadline = Instant::now() + READY;
         loop {
-            if let Some((200, _)) = try_get(addr, wire::HEALTH) {
+            if let Some((200, _)) = try_get(addr, probe) {
                 return;
             }
             if let Some(status) = self.procs.get_mut(name).and_then(|c| c.try_wait().unwrap()) {
@@ -167,7 +182,8 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "{name} not healthy at {addr} within {READY:?}"
+                "{name} not answering {probe} at {addr} within {READY:?}:\n{}",
+                try_get(addr, probe).map_or("no answer".into(), |(s, b)| format!("{s} {b}"))
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -189,7 +205,14 @@ impl Cluster {
 
     pub fn start_frontend(&mut self) {
         let a = self.frontend.clone();
-        self.spawn("frontend", &["frontend"], &a);
+        let probe = self.frontend_probe();
+        self.spawn_until("frontend", &["frontend"], &a, probe);
+    }
+
+    /// Starts the front end and waits only until it answers `/health` (it may not be ready).
+    pub fn spawn_frontend_live(&mut self) {
+        let a = self.frontend.clone();
+        self.spawn_until("frontend", &["frontend"], &a, wire::HEALTH);
     }
 
     /// Starts one more front end on its own port; returns its address.
@@ -197,7 +220,8 @@ impl Cluster {
         self.extra_frontends += 1;
         let a = addr();
         let name = format!("frontend-{}", self.extra_frontends);
-        self.spawn(&name, &["frontend", "--addr", &a], &a);
+        let probe = self.frontend_probe();
+        self.spawn_until(&name, &["frontend", "--addr", &a], &a, probe);
         a
     }
 

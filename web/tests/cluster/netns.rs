@@ -178,7 +178,7 @@ impl Lab {
         std::fs::write(&self.config, text).unwrap();
     }
 
-    /// Starts `tradenet <args>` inside `host`'s namespace and waits until `/health` at `health`
+    /// Starts `tradenet <args>` inside `host`'s namespace and waits until `/ready` at `health`
     /// answers 200. `ip netns exec` execs the binary, so the child's pid is the service's.
     pub fn start(&mut self, host: &str, args: &[&str], health: &str) {
         let log = std::fs::File::create(self.dir.path().join(format!("{host}.log"))).unwrap();
@@ -196,7 +196,7 @@ impl Lab {
             .unwrap();
         self.procs.insert(host.to_string(), child);
         wait_for(&format!("{host} healthy at {health}"), READY, || {
-            (try_get(health, "/health")?.0 == 200).then_some(())
+            (try_get(health, "/ready")?.0 == 200).then_some(())
         });
     }
 
