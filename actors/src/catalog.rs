@@ -31,6 +31,32 @@ pub enum JournalEntry {
         /// The epoch.
         epoch: Epoch,
     },
+    /// A buy refused for want of quantity, so that the same request id (an Idempotency-Key)
+    /// is refused the same way after a restart, never traded later (rule 2).
+    Refusal(Refusal),
+}
+
+/// A refused buy, as journaled and kept in the snapshot's window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The request id refused.
+    pub rid: RequestId,
+    /// Stock name.
+    pub name: String,
+    /// Units asked for.
+    pub quantity: u64,
+    /// Units left when it was refused.
+    pub available: u64,
+}
+
+impl Refusal {
+    fn error(&self) -> Error {
+        Error::InsufficientQuantity {
+            name: self.name.clone(),
+            requested: self.quantity,
+            available: self.available,
+        }
+    }
 }
 
 /// What `Catalog::trade` decided.
@@ -40,6 +66,9 @@ pub enum Accepted {
     New(JournalEntry, u64),
     /// The request id was seen before: wait for `seq` to become durable, then answer.
     Seen(u64),
+    /// Refused: journal the entry (when new), wait until it is durable, then answer the error,
+    /// so that a refusal a client was told survives a crash.
+    Refused(Option<JournalEntry>, Error),
 }
 
 /// Everything the catalog needs to start without replaying its whole history.
@@ -54,6 +83,9 @@ pub struct Snapshot {
     pub stocks: Vec<Stock>,
     /// The most recent trades, oldest first (the de-duplication window).
     pub trades: Vec<TradeRecord>,
+    /// The most recent refusals, oldest first.
+    #[serde(default)]
+    pub refusals: Vec<Refusal>,
 }
 
 /// The stock table with its trade window; see the module docs.
@@ -66,8 +98,8 @@ pub struct Catalog {
     window: VecDeque<TradeRecord>,
     by_rid: HashMap<RequestId, u64>,
     /// Refused buys by request id, so the same request id is refused again the same way
-    /// (kept in memory, as many as the trade window).
-    refused: HashMap<RequestId, Error>,
+    /// (journaled, as many as the trade window).
+    refused: HashMap<RequestId, Refusal>,
     refused_order: VecDeque<RequestId>,
     window_cap: usize,
     last_seq: u64,
@@ -94,6 +126,7 @@ impl Catalog {
                 epoch: 0,
                 stocks,
                 trades: Vec::new(),
+                refusals: Vec::new(),
             },
             window_cap,
         )
@@ -128,6 +161,9 @@ impl Catalog {
         for t in snap.trades {
             catalog.remember(t);
         }
+        for r in snap.refusals {
+            catalog.remember_refusal(r);
+        }
         Ok(catalog)
     }
 
@@ -145,6 +181,11 @@ impl Catalog {
                 .skip((self.window.len() + self.pending.len()).saturating_sub(self.window_cap))
                 .cloned()
                 .collect(),
+            refusals: self
+                .refused_order
+                .iter()
+                .filter_map(|rid| self.refused.get(rid).cloned())
+                .collect(),
         }
     }
 
@@ -154,6 +195,11 @@ impl Catalog {
     pub fn replay(&mut self, entry: JournalEntry) -> Result<()> {
         match entry {
             JournalEntry::Epoch { epoch } => self.epoch = self.epoch.max(epoch),
+            JournalEntry::Refusal(r) => {
+                if !self.refused.contains_key(&r.rid) {
+                    self.remember_refusal(r);
+                }
+            }
             JournalEntry::Trade(t) => {
                 if t.seq <= self.last_seq {
                     return Ok(());
@@ -198,19 +244,21 @@ impl Catalog {
         if let Some(&seq) = self.by_rid.get(&req.rid) {
             return Ok(Accepted::Seen(seq));
         }
-        if let Some(err) = self.refused.get(&req.rid) {
-            return Err(err.clone());
+        if let Some(r) = self.refused.get(&req.rid) {
+            return Ok(Accepted::Refused(None, r.error()));
         }
         self.check_epoch(req.epoch)?;
         let i = self.position(&req.name)?;
+        let available = self.working[i].quantity;
         if let Err(err) = apply(&mut self.working[i], req.kind, req.quantity) {
-            self.refused.insert(req.rid, err.clone());
-            self.refused_order.push_back(req.rid);
-            if self.refused_order.len() > self.window_cap {
-                let old = self.refused_order.pop_front().expect("non-empty");
-                self.refused.remove(&old);
-            }
-            return Err(err);
+            let refusal = Refusal {
+                rid: req.rid,
+                name: req.name.clone(),
+                quantity: req.quantity,
+                available,
+            };
+            self.remember_refusal(refusal.clone());
+            return Ok(Accepted::Refused(Some(JournalEntry::Refusal(refusal)), err));
         }
         self.epoch = req.epoch;
         self.last_seq += 1;
@@ -314,6 +362,15 @@ impl Catalog {
             .ok_or_else(|| Error::UnknownStock(name.to_string()))
     }
 
+    fn remember_refusal(&mut self, r: Refusal) {
+        self.refused_order.push_back(r.rid);
+        self.refused.insert(r.rid, r);
+        if self.refused_order.len() > self.window_cap {
+            let old = self.refused_order.pop_front().expect("non-empty");
+            self.refused.remove(&old);
+        }
+    }
+
     fn remember(&mut self, t: TradeRecord) {
         self.by_rid.insert(t.rid, t.seq);
         self.window.push_back(t);
@@ -391,7 +448,7 @@ mod tests {
     fn buys_are_checked_against_pending_trades_too() {
         let mut c = Catalog::new(&seeds(), 100).unwrap();
         c.trade(&req(1, "FishCo", TradeKind::Buy, 8)).unwrap();
-        let err = c.trade(&req(2, "FishCo", TradeKind::Buy, 3)).unwrap_err();
+        let err = refused(c.trade(&req(2, "FishCo", TradeKind::Buy, 3)));
         assert!(matches!(
             err,
             Error::InsufficientQuantity { available: 2, .. }
@@ -420,21 +477,60 @@ mod tests {
         assert_eq!(c.outcome(1).unwrap().quantity, 1);
     }
 
+    /// The error of a refused trade (journaled when new).
+    fn refused(a: Result<Accepted>) -> Error {
+        match a {
+            Ok(Accepted::Refused(_, e)) => e,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_refused_request_id_is_refused_again_even_after_a_sell() {
         let mut c = Catalog::new(&seeds(), 100).unwrap();
         let big = req(9, "FishCo", TradeKind::Buy, 11);
-        let first = c.trade(&big).unwrap_err();
-        c.trade(&req(10, "FishCo", TradeKind::Sell, 5)).unwrap();
-        assert_eq!(
-            c.trade(&big).unwrap_err(),
-            first,
-            "same request id, same answer"
+        let first = c.trade(&big);
+        assert!(
+            matches!(
+                &first,
+                Ok(Accepted::Refused(Some(JournalEntry::Refusal(_)), _))
+            ),
+            "a new refusal is journaled: {first:?}"
         );
+        let first = refused(first);
+        c.trade(&req(10, "FishCo", TradeKind::Sell, 5)).unwrap();
+        let again = c.trade(&big);
+        assert!(
+            matches!(&again, Ok(Accepted::Refused(None, _))),
+            "{again:?}"
+        );
+        assert_eq!(refused(again), first, "same request id, same answer");
         assert!(
             c.trade(&req(11, "FishCo", TradeKind::Buy, 11)).is_ok(),
             "a new id may buy"
         );
+    }
+
+    #[test]
+    fn a_refusal_survives_a_snapshot_and_a_journal_replay() {
+        let mut c = Catalog::new(&seeds(), 100).unwrap();
+        let big = req(9, "FishCo", TradeKind::Buy, 11);
+        let Ok(Accepted::Refused(Some(entry), first)) = c.trade(&big) else {
+            panic!("refused")
+        };
+        // From the snapshot.
+        let mut from_snap = Catalog::from_snapshot(c.snapshot(), 100).unwrap();
+        from_snap
+            .trade(&req(10, "FishCo", TradeKind::Sell, 5))
+            .unwrap();
+        assert_eq!(refused(from_snap.trade(&big)), first);
+        // From the journal.
+        let mut replayed = Catalog::new(&seeds(), 100).unwrap();
+        replayed.replay(entry).unwrap();
+        replayed
+            .trade(&req(10, "FishCo", TradeKind::Sell, 5))
+            .unwrap();
+        assert_eq!(refused(replayed.trade(&big)), first);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The actor that owns the catalog: it loads the snapshot and journal at start, journals each
-//! accepted trade through the group-commit writer, answers a trade only once it is durable,
-//! and then hands the changed stocks to whoever pushes invalidations.
+//! accepted trade (and each refusal, and each new fencing epoch) through the group-commit
+//! writer, answers a trade or a refusal only once it is durable, and then hands the changed
+//! stocks to whoever pushes invalidations.
+//!
+//! Every journal line gets a ticket, in order; the writer reports the highest durable ticket,
+//! and the tickets of trade lines say which trades that makes durable.
 
 use crate::catalog::{Accepted, Catalog, JournalEntry, Snapshot};
 use crate::journal::{self, JournalWriter};
@@ -9,7 +13,7 @@ use crate::wire::catalog::{TradeOutcome, TradeRequest, TradesPage};
 use crate::wire::frontend::Stock;
 use crate::{Error, Result};
 use actix::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 
@@ -129,6 +133,9 @@ impl LoadedCatalog {
                 catalog,
                 writer,
                 waiters: BTreeMap::new(),
+                ticket: 0,
+                durable_ticket: 0,
+                pending: VecDeque::new(),
                 publish,
                 snapshot_path,
                 snapshot_every: opts.snapshot_every.max(1),
@@ -142,7 +149,14 @@ impl LoadedCatalog {
 pub struct CatalogActor {
     catalog: Catalog,
     writer: JournalWriter,
+    /// Answers waiting for a ticket to be durable.
     waiters: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    /// The last ticket given to a journal line.
+    ticket: u64,
+    /// The highest durable ticket.
+    durable_ticket: u64,
+    /// Trades not yet durable: (ticket, trade sequence number).
+    pending: VecDeque<(u64, u64)>,
     publish: Option<Recipient<Invalidated>>,
     snapshot_path: PathBuf,
     snapshot_every: u64,
@@ -158,21 +172,33 @@ impl CatalogActor {
         Ok(LoadedCatalog::load(opts)?.start(publish))
     }
 
-    fn wait_durable(&mut self, seq: u64) -> oneshot::Receiver<()> {
+    /// Resolves once the journal line with `ticket` (and every one before it) is durable.
+    fn wait_durable(&mut self, ticket: u64) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        if seq <= self.catalog.durable_seq() {
+        if ticket <= self.durable_ticket {
             let _ = tx.send(());
         } else {
-            self.waiters.entry(seq).or_default().push(tx);
+            self.waiters.entry(ticket).or_default().push(tx);
         }
         rx
     }
 
-    fn journal(&self, tag: u64, entry: &JournalEntry) {
+    /// The ticket after which trade `seq` is durable (a barrier on everything journaled so far
+    /// when it is not pending any more, which is immediate).
+    fn ticket_of(&self, seq: u64) -> u64 {
+        self.pending
+            .iter()
+            .find(|(_, s)| *s == seq)
+            .map_or(self.durable_ticket.min(self.ticket), |(t, _)| *t)
+    }
+
+    fn journal(&mut self, entry: &JournalEntry) -> u64 {
+        self.ticket += 1;
         self.writer.append(
-            tag,
+            self.ticket,
             serde_json::to_vec(entry).expect("serialize journal entry"),
         );
+        self.ticket
     }
 }
 
@@ -204,7 +230,12 @@ struct Durable {
 impl Handler<Durable> for CatalogActor {
     type Result = ();
     fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
-        let changed = self.catalog.mark_durable(msg.upto);
+        self.durable_ticket = self.durable_ticket.max(msg.upto);
+        let mut seq = None;
+        while self.pending.front().is_some_and(|(t, _)| *t <= msg.upto) {
+            seq = self.pending.pop_front().map(|(_, s)| s);
+        }
+        let changed = seq.map_or_else(Vec::new, |s| self.catalog.mark_durable(s));
         let later = self.waiters.split_off(&(msg.upto + 1));
         for tx in std::mem::replace(&mut self.waiters, later)
             .into_values()
@@ -255,15 +286,29 @@ pub struct Trade(pub TradeRequest);
 impl Handler<Trade> for CatalogActor {
     type Result = ResponseActFuture<Self, Result<TradeOutcome>>;
     fn handle(&mut self, msg: Trade, _: &mut Context<Self>) -> Self::Result {
-        let seq = match self.catalog.trade(&msg.0) {
+        let (seq, ticket) = match self.catalog.trade(&msg.0) {
             Ok(Accepted::New(entry, seq)) => {
-                self.journal(seq, &entry);
-                seq
+                let ticket = self.journal(&entry);
+                self.pending.push_back((ticket, seq));
+                (seq, ticket)
             }
-            Ok(Accepted::Seen(seq)) => seq,
+            Ok(Accepted::Seen(seq)) => (seq, self.ticket_of(seq)),
+            Ok(Accepted::Refused(entry, err)) => {
+                // Answered once the refusal is durable, so a client told "refused" is never
+                // traded later under the same request id (a restart replays the refusal).
+                let ticket = match entry {
+                    Some(entry) => self.journal(&entry),
+                    None => self.ticket,
+                };
+                let durable = self.wait_durable(ticket);
+                return Box::pin(durable.into_actor(self).map(move |r, _, _| {
+                    r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
+                    Err(err)
+                }));
+            }
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let durable = self.wait_durable(seq);
+        let durable = self.wait_durable(ticket);
         Box::pin(durable.into_actor(self).map(move |r, act, _| {
             r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
             act.catalog
@@ -295,13 +340,14 @@ impl Handler<TradesAfter> for CatalogActor {
                     "catalog: leader epoch is now {}; older leaders are fenced",
                     msg.epoch
                 );
-                self.journal(self.catalog.last_seq(), &entry);
+                self.journal(&entry);
             }
             Ok(None) => {}
             Err(e) => return Box::pin(fut::ready(Err(e))),
         }
-        // A barrier: trades accepted before this point are reported only once durable.
-        let durable = self.wait_durable(self.catalog.last_seq());
+        // A barrier: trades accepted before this point (and the new epoch) are reported only
+        // once durable.
+        let durable = self.wait_durable(self.ticket);
         Box::pin(durable.into_actor(self).map(move |r, act, _| {
             r.map_err(|_| Error::Unavailable("catalog journal stopped".into()))?;
             let (trades, complete) = act.catalog.trades_after(msg.after, msg.limit);

@@ -99,3 +99,35 @@ fn a_front_end_without_a_leader_is_live_but_not_ready() {
         || (try_get(&fe, wire::READY)?.0 == 200).then_some(()),
     );
 }
+
+/// Rule 2 for refusals: an Idempotency-Key that was refused (not enough to buy) stays refused,
+/// with the same answer, after the catalog is SIGKILLed and restarted, even once the stock
+/// could fill it; a new key can buy.
+#[test]
+fn a_refused_idempotency_key_stays_refused_across_a_catalog_restart() {
+    let mut c = Cluster::up(Opts::default());
+    let frontend = c.frontend.clone();
+    let buy = |key: &str| {
+        post(
+            &frontend,
+            wire::ORDERS,
+            &order_body("MenhirCo", TradeKind::Buy, 150),
+            &[("Idempotency-Key", key)],
+        )
+    };
+    let (status, first) = buy("too-big-1");
+    assert_eq!(status, 409, "100 in stock, 150 asked: {first}");
+
+    c.kill("catalog");
+    c.start_catalog();
+    let (status, body) = order(&c.frontend, "MenhirCo", TradeKind::Sell, 100);
+    assert_eq!(status, 200, "{body}");
+    let (status, again) = buy("too-big-1");
+    assert_eq!(
+        (status, &again),
+        (409, &first),
+        "the same key gets the same answer after a restart"
+    );
+    let (status, body) = buy("a-new-key");
+    assert_eq!(status, 200, "a new key may buy the 150 now: {body}");
+}
