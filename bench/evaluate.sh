@@ -15,6 +15,8 @@ cd "$work"
 trap 'kill -TERM $up 2>/dev/null || true; wait $up 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 200); do grep -q "Trade-Net is up" up.out 2>/dev/null && break; sleep 0.1; done
 grep -q "Trade-Net is up" up.out || { cat up.err; echo "exchange did not start"; exit 1; }
+# `up` made a cluster secret in ./data (which the client tool reads); curl needs it too.
+auth=(-H "Authorization: Bearer $(cat data/cluster.secret)")
 {
   echo "== machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
   echo "== run --p 0.6 --iterations 20 --clients 5"
@@ -22,7 +24,7 @@ grep -q "Trade-Net is up" up.out || { cat up.err; echo "exchange did not start";
   echo "== sweep --clients 5 --iterations 400"
   "$BIN/tradenet-client" sweep --clients 5 --iterations 400 --out "$OUT"
   echo "== lru-trace (fresh cache)"
-  curl -s -X POST "http://127.0.0.1:8079/control/v1/restart/frontend?cache_size=10" > /dev/null
+  curl -s "${auth[@]}" -X POST "http://127.0.0.1:8079/control/v1/restart/frontend?cache_size=10" > /dev/null
   "$BIN/tradenet-client" lru-trace --out "$OUT"
   echo "== chaos --duration 30 --every 5 --down 2 --clients 8"
   "$BIN/tradenet-client" chaos --duration 30 --every 5 --down 2 --clients 8 --out "$OUT"

@@ -17,6 +17,9 @@ CONTROL=http://127.0.0.1:18079
 "$BIN/tradenet" --config "$work/bench.toml" up > "$work/up.out" 2> "$work/up.err" & track $!
 for _ in $(seq 1 200); do grep -q "Trade-Net is up" "$work/up.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "Trade-Net is up" "$work/up.out" || { cat "$work/up.err"; echo "exchange did not start"; exit 1; }
+# `up` made a cluster secret; the client tool and curl need it for control and internal calls.
+export TRADENET__CLUSTER__SECRET_FILE="$work/data/cluster.secret"
+auth=(-H "Authorization: Bearer $(cat "$TRADENET__CLUSTER__SECRET_FILE")")
 
 out="$work/figures"
 : > "$out"
@@ -39,16 +42,16 @@ bench trade_c1 trade "$FE" 1
 bench trade_c64 trade "$FE" 64
 orders=$(curl -s "$FE/status" | sed -n 's/.*"last_order":\([0-9]*\).*/\1/p' | sort -n | tail -1)
 bench query_c64 query "$FE" 64 "${orders:-1}"
-curl -s -X POST "$CONTROL/control/v1/restart/frontend?cache_size=0" > /dev/null
+curl -s "${auth[@]}" -X POST "$CONTROL/control/v1/restart/frontend?cache_size=0" > /dev/null
 bench miss_c64 lookup "$FE" 64
-curl -s -X POST "$CONTROL/control/v1/restart/frontend?cache_size=10" > /dev/null
+curl -s "${auth[@]}" -X POST "$CONTROL/control/v1/restart/frontend?cache_size=10" > /dev/null
 "$BIN/tradenet-client" audit --catalog http://127.0.0.1:18082 --replica http://127.0.0.1:18093 | tee -a "$out"
 "$BIN/tradenet-client" failover --frontend "$FE" --control "$CONTROL" --rounds 3 | tee -a "$out"
 "$BIN/tradenet-client" audit --catalog http://127.0.0.1:18082 --replica http://127.0.0.1:18093 | tee -a "$out"
 
 echo "== resident memory of each process at rest"
 sleep 1
-curl -s "$CONTROL/control/v1/processes" | grep -o '"name":"[^"]*","pid":[0-9]*' | sed 's/"name":"\([^"]*\)","pid":\([0-9]*\)/\1 \2/' |
+curl -s "${auth[@]}" "$CONTROL/control/v1/processes" | grep -o '"name":"[^"]*","pid":[0-9]*' | sed 's/"name":"\([^"]*\)","pid":\([0-9]*\)/\1 \2/' |
   while read -r name pid; do
     awk -v n="$name" '/VmRSS/ {printf "figure rss_%s %.1f MB\n", n, $2/1024}' "/proc/$pid/status"
   done | tr '-' '_' | tee -a "$out"
@@ -63,4 +66,4 @@ heartbeat=200
 awk -v f="$(value failover_max)" -v h=$heartbeat 'BEGIN { printf "figure failover_max_vs_budget %.2f x (budget 2 heartbeats + 50 ms = %d ms)\n", f / (2*h+50), 2*h+50 }' | tee -a "$out"
 
 echo "== recovery: catch-up, start-up on a large log, memory (bench/recovery.sh)"
-bash "$(dirname "$0")/recovery.sh"
+env -u TRADENET__CLUSTER__SECRET_FILE bash "$(dirname "$0")/recovery.sh"

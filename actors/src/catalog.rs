@@ -286,6 +286,12 @@ impl Catalog {
     }
 
     fn check_epoch(&self, epoch: Epoch) -> Result<()> {
+        if epoch > crate::replication::MAX_EPOCH {
+            return Err(Error::BadRequest(format!(
+                "epoch {epoch} is above the largest accepted, {}",
+                crate::replication::MAX_EPOCH
+            )));
+        }
         if epoch < self.epoch {
             return Err(Error::Fenced {
                 got: epoch,

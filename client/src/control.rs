@@ -8,6 +8,33 @@ use std::time::Duration;
 use tradenet_actors::wire::control::{Digest, ProcessPid};
 use tradenet_actors::wire::{self, DataBody};
 
+/// The cluster secret for control and internal calls: `TRADENET__CLUSTER__SECRET`, else the
+/// file `TRADENET__CLUSTER__SECRET_FILE` names, else `./data/cluster.secret` (where `tradenet
+/// up` keeps the one it made, with the default data folder); `None` when there is none.
+pub fn cluster_secret() -> Option<String> {
+    if let Ok(s) = std::env::var("TRADENET__CLUSTER__SECRET") {
+        if !s.trim().is_empty() {
+            return Some(s.trim().to_string());
+        }
+    }
+    let file = std::env::var("TRADENET__CLUSTER__SECRET_FILE")
+        .unwrap_or_else(|_| "data/cluster.secret".to_string());
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// An awc client that carries the cluster secret, when there is one.
+pub fn cluster_client(timeout: Duration) -> awc::Client {
+    let mut builder = awc::Client::builder().timeout(timeout);
+    if let Some(secret) = cluster_secret() {
+        builder = builder
+            .add_default_header((awc::http::header::AUTHORIZATION, format!("Bearer {secret}")));
+    }
+    builder.finish()
+}
+
 /// A blocking-free handle on the launcher's control API.
 #[derive(Clone, Debug)]
 pub struct Control {
@@ -23,9 +50,7 @@ impl Control {
     }
 
     async fn call<T: DeserializeOwned>(&self, method: &str, path: &str) -> anyhow::Result<T> {
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .finish();
+        let client = cluster_client(Duration::from_secs(30));
         let url = format!("{}{path}", self.base);
         let req = match method {
             "POST" => client.post(&url),

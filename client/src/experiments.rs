@@ -557,9 +557,7 @@ pub fn plain_server(addr: &str, workers: usize) -> anyhow::Result<()> {
 /// all quantities traded. Reads the log from a replica page by page. Returns the problems.
 pub fn audit(catalog: &str, replica: &str, initial: u64) -> anyhow::Result<(usize, Vec<String>)> {
     actix_rt::System::new().block_on(async {
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .finish();
+        let client = crate::control::cluster_client(Duration::from_secs(30));
         let status: CatalogStatus =
             json_get(&client, &format!("{catalog}{}", wire::STATUS)).await?;
         let mut sums: std::collections::HashMap<String, (i64, u64)> =

@@ -33,8 +33,23 @@ pub struct Config {
     pub order: OrderConfig,
     /// The launcher (`tradenet up`).
     pub launcher: LauncherConfig,
+    /// Who may call the internal and control APIs.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// The order replicas.
     pub replicas: Vec<ReplicaConfig>,
+}
+
+/// `[cluster]`: the secret every internal and control call carries as
+/// `Authorization: Bearer <secret>`. Neither key set: no secret (internal calls are open, which
+/// only a cluster on loopback may run with).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The secret itself (or `TRADENET__CLUSTER__SECRET`).
+    pub secret: String,
+    /// A file holding the secret (surrounding white space ignored).
+    pub secret_file: String,
 }
 
 /// `[launcher]`
@@ -175,6 +190,25 @@ impl Config {
             let ids: Vec<_> = self.replicas.iter().map(|r| r.id).collect();
             format!("no replica with id {id} in the configuration (ids: {ids:?})")
         })
+    }
+
+    /// The cluster secret, from `[cluster] secret` or the file `secret_file` names; `None`
+    /// when neither is set. An unreadable or empty secret file is an error naming it.
+    pub fn secret(&self) -> anyhow::Result<Option<String>> {
+        if !self.cluster.secret.is_empty() {
+            return Ok(Some(self.cluster.secret.clone()));
+        }
+        if self.cluster.secret_file.is_empty() {
+            return Ok(None);
+        }
+        let path = &self.cluster.secret_file;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cluster.secret_file: cannot read {path}"))?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            bail!("cluster.secret_file: {path} is empty");
+        }
+        Ok(Some(secret.to_string()))
     }
 
     /// The folder of one service below `data_dir`.

@@ -69,7 +69,9 @@ mod tests {
         let first = DirLock::acquire(dir.path(), "catalog").unwrap();
         // flock locks belong to the open file description: a second open in this process
         // conflicts just as another process would.
-        let err = DirLock::acquire(dir.path(), "catalog").err().expect("refused");
+        let err = DirLock::acquire(dir.path(), "catalog")
+            .err()
+            .expect("refused");
         let msg = err.to_string();
         assert!(msg.contains("in use by process"), "{msg}");
         assert!(msg.contains(&std::process::id().to_string()), "{msg}");

@@ -324,7 +324,10 @@ fn probes(state: &FrontendState) -> http::Probes {
         ready: std::sync::Arc::new(move || {
             let (supervisor, link) = (supervisor.clone(), link.clone());
             Box::pin(async move {
-                let leader = supervisor.send(CurrentLeader).await.map_err(|e| e.to_string())?;
+                let leader = supervisor
+                    .send(CurrentLeader)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let link = link.send(LinkStatus).await.map_err(|e| e.to_string())?;
                 match (leader, link.connected) {
                     (Some(_), true) => Ok(()),

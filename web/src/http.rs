@@ -12,14 +12,77 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use tradenet_actors::wire::{self, DataBody, ErrorKind, Health, MAX_BODY_BYTES};
 
+/// The cluster secret of this process (set once at start from the configuration): required
+/// on every call under `/internal/` and `/control/` that this process serves, and sent on
+/// every call it makes to another service.
+static SECRET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets this process's cluster secret; call once, before serving or calling anything.
+pub fn set_secret(secret: Option<String>) {
+    let _ = SECRET.set(secret);
+}
+
+fn secret() -> Option<&'static str> {
+    SECRET.get().and_then(|s| s.as_deref())
+}
+
+/// The paths only the cluster may call.
+fn guarded(path: &str) -> bool {
+    path.starts_with("/internal/") || path.starts_with("/control/")
+}
+
+/// Checks a call's `Authorization: Bearer <secret>` when the path is guarded and a secret is
+/// set. The comparison is of SHA-256 digests in constant time, so neither the secret's bytes
+/// nor its length leak through timing.
+fn authorize(req: &actix_web::dev::ServiceRequest) -> Result<(), ApiError> {
+    let Some(secret) = secret() else {
+        return Ok(());
+    };
+    if !guarded(req.path()) {
+        return Ok(());
+    }
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(given) = given else {
+        return Err(ApiError::with_kind(
+            ErrorKind::Unauthorized,
+            format!(
+                "{} needs the cluster secret (Authorization: Bearer ...)",
+                req.path()
+            ),
+        ));
+    };
+    use sha2::{Digest, Sha256};
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(secret.as_bytes()),
+    );
+    let differ = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    if differ == 0 {
+        Ok(())
+    } else {
+        Err(ApiError::with_kind(
+            ErrorKind::Unauthorized,
+            format!("{}: wrong cluster secret", req.path()),
+        ))
+    }
+}
+
 /// Answers `200 {"data": value}`.
 pub fn ok<T: Serialize>(value: T) -> HttpResponse {
     HttpResponse::Ok().json(DataBody { data: value })
 }
 
 /// One check of a probe: `Ok` when it holds, `Err(why)` when not.
-pub type Check =
-    std::sync::Arc<dyn Fn() -> futures::future::LocalBoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type Check = std::sync::Arc<
+    dyn Fn() -> futures::future::LocalBoxFuture<'static, Result<(), String>> + Send + Sync,
+>;
 
 /// How a service answers its probes; each service registers one as app data.
 ///
@@ -51,7 +114,9 @@ async fn probe(service: &'static str, check: Option<Check>, word: &'static str) 
             service: service.to_string(),
             status: word.to_string(),
         }),
-        Ok(Err(why)) => ApiError::unavailable(format!("{service} is not {word}: {why}")).into_response(),
+        Ok(Err(why)) => {
+            ApiError::unavailable(format!("{service} is not {word}: {why}")).into_response()
+        }
         Err(_) => ApiError::unavailable(format!(
             "{service} is not {word}: no answer within {PROBE_TIMEOUT:?}"
         ))
@@ -165,6 +230,13 @@ pub fn app(
         .app_data(web::PathConfig::default().error_handler(path_error))
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::Data::new(metrics))
+        .wrap_fn(|req, srv| match authorize(&req) {
+            Ok(()) => futures::future::Either::Left(srv.call(req)),
+            Err(e) => {
+                let res = req.into_response(e.into_response());
+                futures::future::Either::Right(futures::future::ready(Ok(res)))
+            }
+        })
         .wrap_fn(move |req, srv| {
             let start = Instant::now();
             let m = m.clone();
@@ -182,9 +254,11 @@ pub fn app(
         .service(resource(wire::HEALTH).route(web::get().to(
             move |p: Option<web::Data<Probes>>| probe(service, p.map(|p| p.live.clone()), "ok"),
         )))
-        .service(resource(wire::READY).route(web::get().to(
-            move |p: Option<web::Data<Probes>>| probe(service, p.map(|p| p.ready.clone()), "ready"),
-        )))
+        .service(
+            resource(wire::READY).route(web::get().to(move |p: Option<web::Data<Probes>>| {
+                probe(service, p.map(|p| p.ready.clone()), "ready")
+            })),
+        )
         .service(
             resource(wire::METRICS)
                 .route(web::get().to(|m: web::Data<Metrics>| async move { m.render() })),
@@ -290,12 +364,19 @@ pub fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
     std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
-/// A client for calls to other services; one per thread (awc clients are not `Send`).
+/// A client for calls to other services; one per thread (awc clients are not `Send`). It
+/// carries the cluster secret, when there is one, on every call.
 pub fn client(timeout: Duration) -> awc::Client {
-    awc::Client::builder()
+    let mut builder = awc::Client::builder()
         .timeout(timeout)
-        .connector(awc::Connector::new().timeout(timeout).limit(256))
-        .finish()
+        .connector(awc::Connector::new().timeout(timeout).limit(256));
+    if let Some(secret) = secret() {
+        builder = builder.add_default_header((
+            actix_web::http::header::AUTHORIZATION,
+            format!("Bearer {secret}"),
+        ));
+    }
+    builder.finish()
 }
 
 /// Sends `body` as JSON with POST and decodes `{"data": T}`; transport failures and time-outs

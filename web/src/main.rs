@@ -103,8 +103,19 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&config.log))
         .format_timestamp_millis()
         .init();
+    let mut secret = config.secret()?;
+    if matches!(cli.command, Command::Up { .. }) && secret.is_none() {
+        secret = Some(cluster_secret(&config)?);
+    }
+    tradenet::http::set_secret(secret.clone());
     match cli.command {
-        Command::Up { .. } => tradenet::launcher::run(&config, &flags_as_env(matches)),
+        Command::Up { .. } => {
+            let mut env = flags_as_env(matches);
+            if let Some(secret) = secret {
+                env.push(("TRADENET__CLUSTER__SECRET".into(), secret.into()));
+            }
+            tradenet::launcher::run(&config, &env)
+        }
         Command::Catalog { .. } => {
             let _lock = DirLock::acquire(&config.service_dir("catalog"), "catalog")?;
             let listener = tradenet::http::bind(&config.catalog.addr)?;
@@ -121,6 +132,39 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             actix_web::rt::System::new().block_on(tradenet::frontend::run(config, listener))
         }
     }
+}
+
+/// The secret `tradenet up` hands its children when none is configured: the one in
+/// `<data_dir>/cluster.secret`, made (256 random bits, readable by the owner only) on first use.
+fn cluster_secret(config: &Config) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = config.data_dir.join("cluster.secret");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if !text.trim().is_empty() {
+            return Ok(text.trim().to_string());
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", config.data_dir.display()))?;
+    let secret = format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    writeln!(file, "{secret}")?;
+    log::info!(
+        "made a cluster secret in {} for the processes `up` starts (internal and control calls need it)",
+        path.display()
+    );
+    Ok(secret)
 }
 
 /// The flags given on the command line that name an `env` variable, as those variables: `up`

@@ -18,6 +18,11 @@ pub type NodeId = u64;
 /// `tick(now)`.
 pub type Millis = u64;
 
+/// The largest epoch any service accepts (2^48: hundreds of trillions of elections). Above it a
+/// term, batch or trade is refused as malformed, so epoch arithmetic never comes near the end
+/// of `u64` and a forged huge epoch cannot end all elections.
+pub const MAX_EPOCH: Epoch = 1 << 48;
+
 /// The leadership a replica has accepted: an epoch and the replica that leads it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Term {

@@ -599,8 +599,10 @@ impl Replica {
     }
 
     fn on_term(&mut self, env: Envelope, term: Term) {
-        if term.epoch == 0 || !self.valid_member(term.leader) {
-            let msg = format!("a term needs an epoch above 0 and a known leader, got {term:?}");
+        if term.epoch == 0 || term.epoch > MAX_EPOCH || !self.valid_member(term.leader) {
+            let msg = format!(
+                "a term needs an epoch from 1 to {MAX_EPOCH} and a known leader, got {term:?}"
+            );
             return self.respond(env, Err(Error::BadRequest(msg)));
         }
         if let Err(e) = self.check_term(term, "the supervisor") {
@@ -621,8 +623,12 @@ impl Replica {
     }
 
     fn on_append(&mut self, env: Envelope, a: Append) {
-        if a.term.leader == Some(self.cfg.id) || !self.valid_member(a.term.leader) {
-            let msg = format!("a batch from unknown leader {:?}", a.term.leader);
+        if a.term.leader == Some(self.cfg.id)
+            || !self.valid_member(a.term.leader)
+            || a.term.epoch == 0
+            || a.term.epoch > MAX_EPOCH
+        {
+            let msg = format!("a batch from an unknown leader or epoch: {:?}", a.term);
             return self.respond(env, Err(Error::BadRequest(msg)));
         }
         if let Err(e) = validate_batch(a.prev, &a.orders, a.term.epoch) {

@@ -193,6 +193,8 @@ impl fmt::Display for ErrorObject {
 pub enum ErrorKind {
     /// 400: malformed input (bad JSON, wrong types, missing fields, quantity 0, bad name).
     BadRequest,
+    /// 401: an internal or control call without the cluster secret, or with a wrong one.
+    Unauthorized,
     /// 404: unknown stock, order or path.
     NotFound,
     /// 409: a buy asked for more than the stock has left.
@@ -213,8 +215,9 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::BadRequest,
+        ErrorKind::Unauthorized,
         ErrorKind::NotFound,
         ErrorKind::InsufficientQuantity,
         ErrorKind::Fenced,
@@ -229,6 +232,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::NotFound => "not_found",
             ErrorKind::InsufficientQuantity => "insufficient_quantity",
             ErrorKind::Fenced => "fenced",
@@ -244,6 +248,7 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::InsufficientQuantity | ErrorKind::Fenced => 409,
             ErrorKind::NotLeader | ErrorKind::Unavailable => 503,

@@ -10,9 +10,9 @@ use crate::config::Config;
 use crate::http::{self, Metrics};
 use actix_web::web;
 use driver::{DriverConfig, ReplicaDriver};
+use futures::TryFutureExt;
 use std::time::Duration;
 use tradenet_actors::replication::files::ReplicaFiles;
-use futures::TryFutureExt;
 use tradenet_actors::replication::Config as MachineConfig;
 use tradenet_actors::replication::{Request, Response};
 use tradenet_actors::wire::MAX_BODY_BYTES;
@@ -37,7 +37,10 @@ fn probes(driver: &actix::Addr<ReplicaDriver>) -> http::Probes {
                 if s.ready {
                     Ok(())
                 } else {
-                    Err(format!("replica {} is {} and not yet in step with a leader", s.id, s.role))
+                    Err(format!(
+                        "replica {} is {} and not yet in step with a leader",
+                        s.id, s.role
+                    ))
                 }
             }))
         }),

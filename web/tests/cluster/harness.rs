@@ -379,6 +379,15 @@ pub fn get(addr: &str, path: &str) -> (u16, Value) {
     try_get(addr, path).unwrap_or_else(|| panic!("GET {addr}{path}: no answer"))
 }
 
+/// GET with headers; the connection must work.
+pub fn get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = agent().get(&format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    answer(req.call()).unwrap_or_else(|| panic!("GET {addr}{path}: no answer"))
+}
+
 /// POST a JSON body (a wire type, or a `json!` value to send something malformed; with
 /// optional headers); the connection must work.
 pub fn post(

@@ -1,6 +1,7 @@
 //! Cluster tests: real `tradenet` processes on ports chosen per test, killed with SIGKILL
 //! where the point is a crash. One test binary made of modules, so it links once.
 
+mod auth;
 mod cache;
 mod catalog;
 mod fencing;
@@ -9,6 +10,7 @@ mod guards;
 mod harness;
 mod input;
 mod lag;
+mod launcher;
 mod netns;
 mod orders;
 mod partition;
