@@ -115,7 +115,9 @@ def check_toml_with_binary(binary):
                     # The front end pods override frontend.addr with their pod IP. 192.0.2.1
                     # (TEST-NET-1) is never local, so binding it fails: proof that the override
                     # reached the address the front end listens on, and nothing is contacted.
-                    env = dict(env_base, TRADENET__FRONTEND__ADDR="192.0.2.1:8081")
+                    # The pods get the cluster secret from the tradenet-cluster Secret.
+                    env = dict(env_base, TRADENET__FRONTEND__ADDR="192.0.2.1:8081",
+                               TRADENET__CLUSTER__SECRET="validate")
                     out = subprocess.run([binary, "--config", str(path), "frontend"], env=env,
                                          capture_output=True, text=True, timeout=20)
                     msg = (out.stderr + out.stdout).strip()

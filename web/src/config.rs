@@ -211,6 +211,21 @@ impl Config {
         Ok(Some(secret.to_string()))
     }
 
+    /// Like Redis's protected mode: a service that listens beyond loopback must have a cluster
+    /// secret, or anyone who reaches the port could call its internal API. `what` names the
+    /// listener in the message.
+    pub fn require_secret_beyond_loopback(&self, what: &str, addr: &str) -> anyhow::Result<()> {
+        if is_loopback(addr) || self.secret()?.is_some() {
+            return Ok(());
+        }
+        bail!(
+            "{what} would listen on {addr}, beyond loopback, with no cluster secret: anyone who \
+             reaches it could call its internal API. Set [cluster] secret or secret_file (or \
+             TRADENET__CLUSTER__SECRET), the same for every process of the cluster, or listen \
+             on 127.0.0.1"
+        )
+    }
+
     /// The folder of one service below `data_dir`.
     pub fn service_dir(&self, service: &str) -> PathBuf {
         self.data_dir.join(service)
@@ -225,6 +240,16 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.frontend.request_timeout_ms)
     }
+}
+
+/// True for `127.x.x.x:port`, `localhost:port` and `[::1]:port`.
+pub fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Tables merge key by key; anything else (arrays included) in `top` replaces `base`.
@@ -256,6 +281,27 @@ pub fn url(addr: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_loopback_listeners_may_run_without_a_secret() {
+        assert!(is_loopback("127.0.0.1:8081"));
+        assert!(is_loopback("127.0.0.10:8081"));
+        assert!(is_loopback("localhost:8081"));
+        assert!(is_loopback("[::1]:8081"));
+        assert!(!is_loopback("0.0.0.0:8081"));
+        assert!(!is_loopback("10.1.2.3:8081"));
+        assert!(!is_loopback("catalog:8082"));
+        let mut c = Config::load(None, &[]).unwrap();
+        assert!(c.require_secret_beyond_loopback("catalog", "127.0.0.1:1").is_ok());
+        let err = c
+            .require_secret_beyond_loopback("catalog", "0.0.0.0:8082")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no cluster secret") && err.contains("0.0.0.0:8082"), "{err}");
+        c.cluster.secret = "s".into();
+        assert!(c.require_secret_beyond_loopback("catalog", "0.0.0.0:8082").is_ok());
+    }
+
     use super::*;
 
     fn write(dir: &Path, text: &str) -> PathBuf {

@@ -117,17 +117,20 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             tradenet::launcher::run(&config, &env)
         }
         Command::Catalog { .. } => {
+            config.require_secret_beyond_loopback("catalog", &config.catalog.addr)?;
             let _lock = DirLock::acquire(&config.service_dir("catalog"), "catalog")?;
             let listener = tradenet::http::bind(&config.catalog.addr)?;
             actix_web::rt::System::new().block_on(tradenet::catalog::run(config, listener))
         }
         Command::Order { id } => {
             let name = format!("order-{id}");
+            config.require_secret_beyond_loopback(&name, &config.replica(id)?.addr)?;
             let _lock = DirLock::acquire(&config.service_dir(&name), &name)?;
             let listener = tradenet::http::bind(&config.replica(id)?.addr)?;
             actix_web::rt::System::new().block_on(tradenet::replica::run(config, id, listener))
         }
         Command::Frontend { .. } => {
+            config.require_secret_beyond_loopback("frontend", &config.frontend.addr)?;
             let listener = tradenet::http::bind(&config.frontend.addr)?;
             actix_web::rt::System::new().block_on(tradenet::frontend::run(config, listener))
         }

@@ -16,7 +16,7 @@
 //! built the test fails, saying why: it must not pass without having run.
 
 use crate::harness::*;
-use crate::netns::{nft, Lab};
+use crate::netns::{bearer, nft, Lab};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,7 +46,16 @@ fn fresh_rid() -> String {
 /// Places an order straight at a replica's internal endpoint, as a front end does.
 fn direct_order(agent: &ureq::Agent, replica: &str, rid: &str) -> Option<(u16, Value)> {
     let body = json!({"rid": rid, "name": "GameStart", "quantity": 1, "type": "buy"});
-    try_post_with(agent, replica, "/internal/v1/orders", &body)
+    // With the cluster secret: the point is what the old leader does, not the guard.
+    let res = agent
+        .post(&format!("http://{replica}/internal/v1/orders"))
+        .set("Authorization", &bearer())
+        .send_json(body);
+    match res {
+        Ok(r) => Some((r.status(), r.into_json().unwrap_or(Value::Null))),
+        Err(ureq::Error::Status(code, r)) => Some((code, r.into_json().unwrap_or(Value::Null))),
+        Err(_) => None,
+    }
 }
 
 /// The epoch in which replica `id` serves as the front end's leader, once it is newer than
@@ -164,7 +173,8 @@ fn a_deposed_leader_that_still_reaches_its_peers_gets_no_order_acknowledged() {
     let second = wait_for("replica 2 to lead a newer epoch", STEP, || {
         leads(&f1, 2, first)
     });
-    let (status, state) = get(&o3, "/internal/v1/state");
+    let auth = bearer();
+    let (status, state) = get_with(&o3, "/internal/v1/state", &[("Authorization", &auth)]);
     assert_eq!(status, 200, "the old leader answers the test: {state}");
     eprintln!(
         "fencing: epoch {second} (replica 2) in force; replica 3 says role {} in term {}",
@@ -180,7 +190,7 @@ fn a_deposed_leader_that_still_reaches_its_peers_gets_no_order_acknowledged() {
         let answer = direct_order(&agent, &o3, &rid);
         zombie.push((rid, answer));
     }
-    let (_, state) = get(&o3, "/internal/v1/state");
+    let (_, state) = get_with(&o3, "/internal/v1/state", &[("Authorization", &auth)]);
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();
     for (_, a) in &zombie {
         let key = match a {

@@ -14,6 +14,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+/// The cluster secret of every lab: its services listen beyond loopback, so they need one.
+pub const SECRET: &str = "netns-lab-secret";
+
+/// The `Authorization` header value for the lab's internal calls made by a test itself.
+pub fn bearer() -> String {
+    format!("Bearer {SECRET}")
+}
+
 /// Runs `ip` with `args`; the error names the command and says what `ip` said.
 pub fn ip(args: &[&str]) -> Result<(), String> {
     run_ip(args, || format!("`ip {}` failed", args.join(" ")))
@@ -172,9 +180,10 @@ impl Lab {
         ip(&["link", "set", &port, if up { "up" } else { "down" }])
     }
 
-    /// Writes the config file every process reads.
+    /// Writes the config file every process reads, with the lab's cluster secret.
     pub fn write_config(&mut self, text: &str) {
         self.config = self.dir.path().join("tradenet.toml");
+        let text = format!("{text}\n[cluster]\nsecret = {SECRET:?}\n");
         std::fs::write(&self.config, text).unwrap();
     }
 

@@ -134,11 +134,12 @@ fn a_leader_cut_off_the_network_is_replaced_and_rejoins_without_losing_an_order(
     // catalog fences its epoch anyway). Asked from inside its own namespace:
     let script = format!(
         "import json,urllib.request,urllib.error\n\
-         req=urllib.request.Request('http://{}/internal/v1/orders',data=json.dumps({{'rid':'{:032x}','name':'GameStart','type':'buy','quantity':1}}).encode(),headers={{'Content-Type':'application/json'}})\n\
+         req=urllib.request.Request('http://{}/internal/v1/orders',data=json.dumps({{'rid':'{:032x}','name':'GameStart','type':'buy','quantity':1}}).encode(),headers={{'Content-Type':'application/json','Authorization':'Bearer {}'}})\n\
          try:\n  print(urllib.request.urlopen(req,timeout=10).status)\n\
          except urllib.error.HTTPError as e:\n  print(e.code)\n",
         hosts.addr("o3", 8091),
-        0xdead_0000_u128
+        0xdead_0000_u128,
+        crate::netns::SECRET
     );
     let out = Command::new("ip")
         .args(["netns", "exec", &hosts.ns("o3"), "python3", "-c", &script])
