@@ -292,14 +292,21 @@ mod tests {
         assert!(!is_loopback("10.1.2.3:8081"));
         assert!(!is_loopback("catalog:8082"));
         let mut c = Config::load(None, &[]).unwrap();
-        assert!(c.require_secret_beyond_loopback("catalog", "127.0.0.1:1").is_ok());
+        assert!(c
+            .require_secret_beyond_loopback("catalog", "127.0.0.1:1")
+            .is_ok());
         let err = c
             .require_secret_beyond_loopback("catalog", "0.0.0.0:8082")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no cluster secret") && err.contains("0.0.0.0:8082"), "{err}");
+        assert!(
+            err.contains("no cluster secret") && err.contains("0.0.0.0:8082"),
+            "{err}"
+        );
         c.cluster.secret = "s".into();
-        assert!(c.require_secret_beyond_loopback("catalog", "0.0.0.0:8082").is_ok());
+        assert!(c
+            .require_secret_beyond_loopback("catalog", "0.0.0.0:8082")
+            .is_ok());
     }
 
     use super::*;
