@@ -69,6 +69,16 @@ enum Command {
 }
 
 fn main() {
+    // A panic anywhere (an actor's handler, a writer thread) takes the whole process down with
+    // a non-zero status, so that its supervisor (systemd, the launcher, Kubernetes) restarts it
+    // and it recovers from its files; a process whose actor died but whose HTTP workers still
+    // answer would be a zombie.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("tradenet: a thread panicked; stopping the process so that it is restarted");
+        std::process::exit(101);
+    }));
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)
         .map_err(|e| e.format(&mut Cli::command()))
