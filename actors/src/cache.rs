@@ -12,6 +12,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
 
 /// What a fill did.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +44,10 @@ pub struct CacheStatus {
     pub stale_fills: u64,
     /// Times the whole cache was emptied (catalog lost or restarted).
     pub flushes: u64,
+    /// Hits are served now: the catalog's word came within the lease (false while it has
+    /// lapsed, and before the first word).
+    #[serde(default)]
+    pub serving_hits: bool,
 }
 
 /// LRU of stocks with version floors; see the module docs.
@@ -166,14 +171,69 @@ impl StockCache {
 /// Owns the `StockCache`; one per front end.
 pub struct CacheActor {
     cache: StockCache,
+    lease: Lease,
 }
 
 impl CacheActor {
-    /// A cache actor of the given capacity.
-    pub fn new(capacity: NonZeroUsize) -> CacheActor {
+    /// A cache actor of the given capacity whose hits need word from the catalog (a push or a
+    /// ping) within `lease`.
+    pub fn new(capacity: NonZeroUsize, lease: Duration) -> CacheActor {
         CacheActor {
             cache: StockCache::new(capacity),
+            lease: Lease::new(lease),
         }
+    }
+}
+
+/// Bounded staleness (rule 6): the cache serves hits only while the catalog's word reached
+/// this front end within the lease. The catalog pushes invalidations, and pings every
+/// heartbeat when it has none, over the same path; when neither arrives (a one-way cut, a
+/// stalled catalog), hits stop within the lease and lookups go to the catalog. When word comes
+/// again the cache is emptied first: invalidations may have been lost meanwhile.
+#[derive(Debug)]
+pub struct Lease {
+    lease: Duration,
+    confirmed: Option<Instant>,
+    lapsed: bool,
+}
+
+impl Lease {
+    /// A lease of `lease`, not yet confirmed.
+    pub fn new(lease: Duration) -> Lease {
+        Lease {
+            lease,
+            confirmed: None,
+            lapsed: false,
+        }
+    }
+
+    /// Word from the catalog at `now`. True when the lease had lapsed: empty the cache first.
+    pub fn confirm(&mut self, now: Instant) -> bool {
+        self.confirmed = Some(now);
+        std::mem::take(&mut self.lapsed)
+    }
+
+    /// Whether a hit could be served at `now`, changing nothing (for `/status`).
+    pub fn peek(&self, now: Instant) -> bool {
+        self.confirmed
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.lease)
+    }
+
+    /// May a hit be served at `now`? Marks the lease lapsed when it is not.
+    pub fn holds(&mut self, now: Instant) -> bool {
+        let holds = self
+            .confirmed
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.lease);
+        if !holds && !self.lapsed {
+            if self.confirmed.is_some() {
+                log::warn!(
+                    "cache hits paused: no word from the catalog for over {:?}; lookups go to the catalog until it pushes again",
+                    self.lease
+                );
+            }
+            self.lapsed = true;
+        }
+        holds
     }
 }
 
@@ -189,6 +249,9 @@ pub struct Get(pub String);
 impl Handler<Get> for CacheActor {
     type Result = Result<Stock, u64>;
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Result<Stock, u64> {
+        if !self.lease.holds(Instant::now()) {
+            return Err(self.cache.generation());
+        }
         self.cache.get(&msg.0).ok_or(self.cache.generation())
     }
 }
@@ -206,11 +269,16 @@ pub struct Put {
 impl Handler<Put> for CacheActor {
     type Result = ();
     fn handle(&mut self, msg: Put, _: &mut Context<Self>) {
-        self.cache.fill(msg.stock, msg.generation);
+        // While the lease has lapsed nothing is served from the cache, and it is emptied when
+        // word comes again: filling it now would be wasted.
+        if self.lease.holds(Instant::now()) {
+            self.cache.fill(msg.stock, msg.generation);
+        }
     }
 }
 
-/// Invalidations pushed by the catalog: (name, new version) pairs.
+/// Invalidations pushed by the catalog: (name, new version) pairs; empty for a ping. Either
+/// confirms the lease.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Invalidate(pub Vec<(String, u64)>);
@@ -218,6 +286,12 @@ pub struct Invalidate(pub Vec<(String, u64)>);
 impl Handler<Invalidate> for CacheActor {
     type Result = ();
     fn handle(&mut self, msg: Invalidate, _: &mut Context<Self>) {
+        if self.lease.confirm(Instant::now()) {
+            log::info!(
+                "cache flushed: the catalog's word came back after the lease lapsed; hits resume"
+            );
+            self.cache.flush();
+        }
         for (name, version) in msg.0 {
             self.cache.invalidate(&name, version);
         }
@@ -245,12 +319,39 @@ pub struct Status;
 impl Handler<Status> for CacheActor {
     type Result = MessageResult<Status>;
     fn handle(&mut self, _: Status, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.cache.status())
+        MessageResult(CacheStatus {
+            serving_hits: self.lease.peek(Instant::now()),
+            ..self.cache.status()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn hits_stop_when_the_lease_lapses_and_the_cache_is_emptied_before_they_resume() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut lease = Lease::new(ms(600));
+        assert!(!lease.holds(t0), "no word from the catalog yet");
+        assert!(
+            lease.confirm(t0),
+            "first word: nothing cached can be trusted yet"
+        );
+        assert!(lease.holds(t0 + ms(600)));
+        assert!(!lease.holds(t0 + ms(601)), "lapsed");
+        assert!(
+            lease.confirm(t0 + ms(900)),
+            "word again: empty the cache first"
+        );
+        assert!(lease.holds(t0 + ms(1000)));
+        assert!(
+            !lease.confirm(t0 + ms(1100)),
+            "a lease that held needs no flush"
+        );
+    }
+
     use super::*;
 
     fn stock(name: &str, version: u64) -> Stock {

@@ -33,25 +33,31 @@ struct Subscriber {
 pub struct Publisher {
     incarnation: u64,
     timeout: Duration,
+    /// With nothing to push for this long, a subscriber gets an empty batch (a ping), which
+    /// renews its cache lease: silence then means the link is down.
+    ping_every: Duration,
     client: Option<awc::Client>,
     subscribers: HashMap<String, Subscriber>,
 }
 
 impl Publisher {
-    fn new(incarnation: u64, timeout: Duration) -> Publisher {
+    fn new(incarnation: u64, timeout: Duration, ping_every: Duration) -> Publisher {
         Publisher {
             incarnation,
             timeout,
+            ping_every,
             client: None,
             subscribers: HashMap::new(),
         }
     }
 
-    fn pump(&mut self, id: &str, ctx: &mut Context<Self>) {
+    /// Sends subscriber `id` what is queued for it (with `ping`, an empty batch when nothing
+    /// is), unless a push is in flight.
+    fn pump(&mut self, id: &str, ping: bool, ctx: &mut Context<Self>) {
         let Some(sub) = self.subscribers.get_mut(id) else {
             return;
         };
-        if sub.in_flight || sub.queue.is_empty() {
+        if sub.in_flight || (sub.queue.is_empty() && !ping) {
             return;
         }
         sub.in_flight = true;
@@ -73,7 +79,7 @@ impl Publisher {
                         if let Some(sub) = act.subscribers.get_mut(&id) {
                             sub.in_flight = false;
                         }
-                        act.pump(&id, ctx);
+                        act.pump(&id, false, ctx);
                     }
                     Err(e) => {
                         log::warn!(
@@ -88,6 +94,15 @@ impl Publisher {
 
 impl Actor for Publisher {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.ping_every, |act, ctx| {
+            let ids: Vec<String> = act.subscribers.keys().cloned().collect();
+            for id in ids {
+                act.pump(&id, true, ctx);
+            }
+        });
+    }
 }
 
 impl Handler<Invalidated> for Publisher {
@@ -106,7 +121,7 @@ impl Handler<Invalidated> for Publisher {
             if let Some(sub) = self.subscribers.get_mut(&id) {
                 sub.queue.extend(items.iter().cloned());
             }
-            self.pump(&id, ctx);
+            self.pump(&id, false, ctx);
         }
     }
 }
@@ -117,8 +132,11 @@ struct AddSubscriber(Subscribe);
 
 impl Handler<AddSubscriber> for Publisher {
     type Result = MessageResult<AddSubscriber>;
-    fn handle(&mut self, msg: AddSubscriber, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: AddSubscriber, ctx: &mut Context<Self>) -> Self::Result {
         log::info!("front end {} subscribed ({})", msg.0.id, msg.0.url);
+        // A ping right away: the front end's cache serves hits only once word has come.
+        let id = msg.0.id.clone();
+        ctx.run_later(Duration::ZERO, move |act, ctx| act.pump(&id, true, ctx));
         self.subscribers.insert(
             msg.0.id,
             Subscriber {
@@ -284,6 +302,7 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
     .map_err(|e| anyhow::anyhow!("catalog cannot start: {e}"))?;
     let incarnation = rand::random::<u64>();
     let timeout = config.request_timeout();
+    let heartbeat = config.heartbeat();
     let workers = http::workers(config.catalog.workers);
     log::info!(
         "catalog listening on {} (incarnation {incarnation:016x}, {workers} HTTP workers)",
@@ -295,7 +314,7 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         listener,
         workers,
         move || {
-            let publisher = Publisher::new(incarnation, timeout).start();
+            let publisher = Publisher::new(incarnation, timeout, heartbeat).start();
             CatalogState {
                 catalog: loaded.start(Some(publisher.clone().recipient())),
                 publisher,

@@ -87,8 +87,12 @@ pub struct FrontendConfig {
     pub workers: usize,
     /// LRU capacity; 0 turns the cache off.
     pub cache_size: usize,
-    /// Heartbeat interval for replicas and the catalog link.
+    /// Heartbeat interval for replicas and the catalog link (the catalog pings its
+    /// subscribers at this pace too).
     pub heartbeat_ms: u64,
+    /// Cache hits are served only while a push or ping from the catalog arrived within this
+    /// lease (at least two heartbeats); past it, lookups go to the catalog.
+    pub cache_lease_ms: u64,
     /// Timeout of one call to another service.
     pub request_timeout_ms: u64,
     /// How long an order may wait for a leader before a 503.
@@ -177,6 +181,13 @@ impl Config {
         }
         if self.frontend.heartbeat_ms == 0 {
             bail!("frontend.heartbeat_ms must be at least 1");
+        }
+        if self.frontend.cache_lease_ms < 2 * self.frontend.heartbeat_ms {
+            bail!(
+                "frontend.cache_lease_ms ({}) must be at least two heartbeats ({} ms): the catalog pings once a heartbeat",
+                self.frontend.cache_lease_ms,
+                2 * self.frontend.heartbeat_ms
+            );
         }
         if self.catalog.stocks.is_empty() {
             bail!("catalog.stocks: at least one stock is needed");

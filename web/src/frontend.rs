@@ -252,7 +252,9 @@ fn mailbox(e: MailboxError) -> ApiError {
 
 /// Starts the front end's actors on the current thread's arbiter.
 fn start_actors(config: &Config) -> FrontendState {
-    let cache = NonZeroUsize::new(config.frontend.cache_size).map(|n| CacheActor::new(n).start());
+    let lease = Duration::from_millis(config.frontend.cache_lease_ms);
+    let cache =
+        NonZeroUsize::new(config.frontend.cache_size).map(|n| CacheActor::new(n, lease).start());
     match &cache {
         Some(_) => log::info!("cache on: {} entries (LRU)", config.frontend.cache_size),
         None => log::info!("cache off (cache_size = 0): every lookup asks the catalog"),

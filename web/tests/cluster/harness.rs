@@ -87,10 +87,11 @@ impl Cluster {
         let frontend = addr();
         let replicas: BTreeMap<u64, String> = (1..=opts.replicas).map(|id| (id, addr())).collect();
         let mut text = format!(
-            "data_dir = {:?}\nlog = \"info\"\n\n[catalog]\naddr = {catalog:?}\nworkers = 2\n\n[frontend]\naddr = {frontend:?}\nworkers = 2\ncache_size = {}\nheartbeat_ms = {}\nfill_delay_ms = {}\nfailover_timeout_ms = 10000\n\n[order]\nworkers = 2\n\n",
+            "data_dir = {:?}\nlog = \"info\"\n\n[catalog]\naddr = {catalog:?}\nworkers = 2\n\n[frontend]\naddr = {frontend:?}\nworkers = 2\ncache_size = {}\nheartbeat_ms = {}\ncache_lease_ms = {}\nfill_delay_ms = {}\nfailover_timeout_ms = 10000\n\n[order]\nworkers = 2\n\n",
             dir.path().join("data"),
             opts.cache_size,
             opts.heartbeat_ms,
+            (3 * opts.heartbeat_ms).max(600),
             opts.fill_delay_ms
         );
         if replicas.is_empty() {
@@ -207,6 +208,7 @@ impl Cluster {
         let a = self.frontend.clone();
         let probe = self.frontend_probe();
         self.spawn_until("frontend", &["frontend"], &a, probe);
+        wait_serving_hits(&a);
     }
 
     /// Starts the front end and waits only until it answers `/health` (it may not be ready).
@@ -222,6 +224,7 @@ impl Cluster {
         let name = format!("frontend-{}", self.extra_frontends);
         let probe = self.frontend_probe();
         self.spawn_until(&name, &["frontend", "--addr", &a], &a, probe);
+        wait_serving_hits(&a);
         a
     }
 
@@ -377,6 +380,15 @@ pub fn try_get(addr: &str, path: &str) -> Option<(u16, Value)> {
 /// GET; the connection must work.
 pub fn get(addr: &str, path: &str) -> (u16, Value) {
     try_get(addr, path).unwrap_or_else(|| panic!("GET {addr}{path}: no answer"))
+}
+
+/// Waits until a front end's cache serves hits (the catalog's first word confirmed its lease),
+/// unless its cache is off.
+pub fn wait_serving_hits(frontend: &str) {
+    wait_for("the cache's lease", READY, || {
+        let c = frontend_status(frontend).cache;
+        (c.capacity == 0 || c.serving_hits).then_some(())
+    });
 }
 
 /// GET with headers; the connection must work.

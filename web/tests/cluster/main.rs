@@ -14,3 +14,4 @@ mod launcher;
 mod netns;
 mod orders;
 mod partition;
+mod staleness;
