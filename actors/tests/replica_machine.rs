@@ -81,6 +81,8 @@ fn state(id: u64, last: Option<EntryId>, t: Term) -> Response {
         last,
         term: t,
         lagging: Vec::new(),
+        leader_silence_ms: None,
+        catalog_silence_ms: Some(120),
     })
 }
 

@@ -130,6 +130,8 @@ fn rows() -> Vec<Row> {
         last: Some(entry),
         term,
         lagging: vec![1],
+        leader_silence_ms: None,
+        catalog_silence_ms: Some(120),
     };
     let link = CatalogLinkStatus {
         subscriber: "5f0c".into(),

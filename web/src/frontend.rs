@@ -38,6 +38,8 @@ pub struct FrontendState {
     catalog_url: String,
     fill_delay: Duration,
     failover_timeout: Duration,
+    /// How long a request waits while the group's leader is unreachable from here only.
+    unreachable_grace: Duration,
 }
 
 /// The front end's routes, for `main` and in-process tests alike.
@@ -169,7 +171,8 @@ where
     F: Fn(Leader) -> Fut,
     Fut: std::future::Future<Output = ApiResult<T>>,
 {
-    let deadline = Instant::now() + state.failover_timeout;
+    let started = Instant::now();
+    let deadline = started + state.failover_timeout;
     let mut leader = state
         .supervisor
         .send(CurrentLeader)
@@ -186,6 +189,21 @@ where
             continue;
         };
         let id = l.id;
+        if l.unreachable_here {
+            // The group hears this leader; we cannot reach it. Either it just died (its
+            // followers stop hearing it within the silence limit, and a new leader is chosen),
+            // or only our link to it is cut: wait out one silence window, then say so; never
+            // start a leadership fight. Nothing was sent, so nothing traded.
+            let waited = started.elapsed();
+            if waited >= state.unreachable_grace {
+                return Err(ApiError::unavailable(format!(
+                    "leader {id} is alive, but this front end has not reached it for {waited:?}; nothing was traded: try another front end"
+                )));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+            leader = state.supervisor.send(Recheck).await.map_err(mailbox)?;
+            continue;
+        }
         match call(l).await {
             Err(e) if e.is_retryable() && Instant::now() < deadline => {
                 log::info!("request to leader {id} failed ({e}); re-checking and retrying");
@@ -276,6 +294,8 @@ fn start_actors(config: &Config) -> FrontendState {
         catalog_url,
         fill_delay: Duration::from_millis(config.frontend.fill_delay_ms),
         failover_timeout: Duration::from_millis(config.frontend.failover_timeout_ms),
+        // One silence window (three heartbeats) and two heartbeats more for the election.
+        unreachable_grace: config.heartbeat() * 5,
     }
 }
 

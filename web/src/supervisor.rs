@@ -21,6 +21,9 @@ pub struct Leader {
     pub url: String,
     /// Its epoch.
     pub epoch: u64,
+    /// Alive for the group (its followers hear it) but not reachable from this front end:
+    /// orders here get a quick 503 instead of a leadership fight.
+    pub unreachable_here: bool,
 }
 
 /// See the module docs.
@@ -38,11 +41,14 @@ impl Supervisor {
     /// A supervisor for the replicas of `config`.
     pub fn new(config: &Config) -> Supervisor {
         let ids: Vec<u64> = config.replicas.iter().map(|r| r.id).collect();
+        // Replicas hear from their leader and from the catalog every heartbeat; three missed
+        // in a row is silence.
+        let silence_limit = 3 * config.frontend.heartbeat_ms;
         Supervisor {
             replicas: config.replicas.clone(),
             interval: config.heartbeat(),
             client: None,
-            rule: Supervision::new(&ids),
+            rule: Supervision::new(&ids, silence_limit),
             round_running: false,
             waiting: Vec::new(),
             queued: Vec::new(),
@@ -56,6 +62,7 @@ impl Supervisor {
             id,
             url: crate::config::url(&r.addr),
             epoch,
+            unreachable_here: self.rule.leader_unreachable_here(),
         })
     }
 

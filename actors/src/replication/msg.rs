@@ -86,6 +86,15 @@ pub struct ReplicaState {
     /// The supervisor counts them as not live until they are in step again.
     #[serde(default)]
     pub lagging: Vec<NodeId>,
+    /// Follower: milliseconds since it last heard from the leader of its term (the leader
+    /// sends at least an empty batch every heartbeat); `None` when it never has. The
+    /// supervisors' evidence that the leader is alive for the group.
+    #[serde(default)]
+    pub leader_silence_ms: Option<u64>,
+    /// Milliseconds since this replica last heard from the catalog (every replica pings it
+    /// every heartbeat); `None` when it never has.
+    #[serde(default)]
+    pub catalog_silence_ms: Option<u64>,
 }
 
 /// A batch from the leader (`POST /internal/v1/replicate`).
@@ -204,6 +213,8 @@ pub enum CatalogCall {
         /// At most this many trades.
         limit: usize,
     },
+    /// `GET /internal/v1/hello`: is the catalog there (every heartbeat, from every replica)?
+    Ping,
 }
 
 /// The catalog's answer to a `CatalogCall`.
@@ -218,4 +229,6 @@ pub enum CatalogAnswer {
         /// False when trades asked for have left the catalog's window.
         complete: bool,
     },
+    /// To `Ping`.
+    Pong,
 }

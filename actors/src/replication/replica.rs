@@ -212,6 +212,9 @@ struct Progress {
     search: Option<(u64, u64)>,
     /// Waited for at leadership start until this time; then lagging unless in step.
     probe_deadline: Option<Millis>,
+    /// When the last batch went out (an idle follower gets an empty one every `retry`, the
+    /// evidence supervisors use that this leader is alive).
+    last_sent: Millis,
 }
 
 /// A batch in flight to a follower.
@@ -305,6 +308,13 @@ pub struct Replica {
     durable_len: u64,
     /// Answers held until a write is durable.
     deferred: VecDeque<(u64, Envelope, Result<Response, Error>)>,
+    /// When the leader of our term was last heard from (a batch, even empty).
+    leader_heard: Option<Millis>,
+    /// When the catalog last answered anything.
+    catalog_heard: Option<Millis>,
+    /// The catalog ping in flight: (call id, sent at); the next one is due at `ping_due`.
+    ping: Option<(u64, Millis)>,
+    ping_due: Millis,
     out: Vec<Effect>,
 }
 
@@ -325,6 +335,10 @@ impl Replica {
             writes: VecDeque::new(),
             durable_len,
             deferred: VecDeque::new(),
+            leader_heard: None,
+            catalog_heard: None,
+            ping: None,
+            ping_due: now,
             out: Vec::new(),
             cfg,
         };
@@ -397,6 +411,11 @@ impl Replica {
                 .and_then(|n| self.log.id_at(n)),
             term: self.term,
             lagging,
+            leader_silence_ms: match self.phase {
+                Phase::Leader(_) | Phase::TakingOver(_) => None,
+                _ => self.leader_heard.map(|t| self.now.saturating_sub(t)),
+            },
+            catalog_silence_ms: self.catalog_heard.map(|t| self.now.saturating_sub(t)),
         }
     }
 
@@ -637,6 +656,7 @@ impl Replica {
         if let Err(e) = self.check_term(a.term, "a batch") {
             return self.respond(env, Err(e));
         }
+        self.leader_heard = Some(self.now);
         let (truncate_from, skip) = match self.log.fit(a.prev, &a.orders) {
             Fit::Mismatch => {
                 let last = self.log.last();
@@ -863,6 +883,14 @@ impl Replica {
     // ----- catalog answers -----
 
     fn on_catalog(&mut self, id: u64, result: Result<CatalogAnswer, Error>) {
+        if result.is_ok() || matches!(result, Err(Error::Fenced { .. }) | Err(Error::Answered(_))) {
+            // The catalog answered (a refusal is an answer too).
+            self.catalog_heard = Some(self.now);
+        }
+        if self.ping.is_some_and(|p| p.0 == id) {
+            self.ping = None;
+            return;
+        }
         let fill = match &self.phase {
             Phase::Leader(l) if l.filling.is_some_and(|f| f.0 == id) => true,
             Phase::Leader(l) if l.calls.contains_key(&id) => false,
@@ -906,11 +934,13 @@ impl Replica {
         };
         match result {
             Ok(CatalogAnswer::Traded(outcome)) => self.on_traded(rid, outcome, t.waiting),
-            Ok(CatalogAnswer::Trades { .. }) => {
+            Ok(CatalogAnswer::Trades { .. } | CatalogAnswer::Pong) => {
                 for env in t.waiting {
                     self.respond(
                         env,
-                        Err(Error::Io("catalog answered a trade with a page".into())),
+                        Err(Error::Io(
+                            "the catalog answered a trade with something else".into(),
+                        )),
                     );
                 }
             }
@@ -1380,6 +1410,7 @@ impl Replica {
                         retry_at: 0,
                         search: None,
                         probe_deadline: Some(deadline),
+                        last_sent: 0,
                     },
                 )
             })
@@ -1502,8 +1533,10 @@ impl Replica {
             Some((lo, hi)) => (lo + (hi - lo) / 2, true),
             None => (p.next.min(len), false),
         };
-        // In step and confirmed to hold everything: nothing to send until the next order.
-        if !probe && p.waited && prev_count >= len && p.matched >= len {
+        // In step and confirmed to hold everything: nothing to send until the next order, or
+        // the next heartbeat.
+        let idle = now < p.last_sent + self.cfg.retry;
+        if !probe && p.waited && prev_count >= len && p.matched >= len && idle {
             return;
         }
         let orders = if probe {
@@ -1524,6 +1557,7 @@ impl Replica {
         let rid = self.send(id, Request::Append(append));
         if let Phase::Leader(l) = &mut self.phase {
             if let Some(p) = l.followers.get_mut(&id) {
+                p.last_sent = now;
                 p.inflight = Some(Inflight {
                     id: rid,
                     sent_at: now,
@@ -1627,6 +1661,17 @@ impl Replica {
 
     fn on_time(&mut self) {
         let now = self.now;
+        if self
+            .ping
+            .is_some_and(|p| now >= p.1 + self.cfg.replicate_timeout)
+        {
+            self.ping = None;
+        }
+        if self.ping.is_none() && now >= self.ping_due {
+            self.ping_due = now + self.cfg.retry;
+            let id = self.call_catalog(CatalogCall::Ping);
+            self.ping = Some((id, now));
+        }
         match &mut self.phase {
             Phase::Recovering {
                 asked,

@@ -62,6 +62,18 @@ impl Election {
         }
     }
 
+    /// Follows a term the group already runs under (never going back in epoch). True when the
+    /// leader changed.
+    pub fn adopt(&mut self, term: Term) -> bool {
+        if term.epoch < self.epoch {
+            return false;
+        }
+        let changed = self.leader != term.leader;
+        self.leader = term.leader;
+        self.epoch = term.epoch;
+        changed
+    }
+
     /// The first epoch above `base` that belongs to `leader`.
     fn epoch_for(&self, base: Epoch, leader: u64) -> Epoch {
         let next = base.saturating_add(1);
@@ -85,7 +97,18 @@ impl Election {
 
     /// Decides from the replicas that answered (ready to serve) in the last round.
     pub fn decide(&mut self, live: &[Seen]) -> Decision {
-        let candidate = live.iter().map(|s| s.id).max();
+        let all: Vec<u64> = live.iter().map(|s| s.id).collect();
+        self.decide_among(live, &all)
+    }
+
+    /// Like `decide`, but only `candidates` may lead; every replica in `live` counts for the
+    /// epochs and the announcements.
+    pub fn decide_among(&mut self, live: &[Seen], candidates: &[u64]) -> Decision {
+        let candidate = live
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| candidates.contains(id))
+            .max();
         let newest = live.iter().map(|s| s.term).max_by_key(|t| t.epoch);
         let mut elected = false;
         let epoch_before = self.epoch;
@@ -203,12 +226,21 @@ mod seeing_word {
 pub struct Supervision {
     election: Election,
     views: Vec<ReplicaView>,
+    /// A replica that has not heard from its leader (or the catalog) for longer than this (ms)
+    /// no longer counts as hearing it.
+    silence_limit: u64,
+    /// The group's leader is alive, but this front end cannot reach it.
+    unreachable_here: bool,
 }
 
 impl Supervision {
-    /// A supervisor of the replicas `ids`, none seen yet.
-    pub fn new(ids: &[NodeId]) -> Supervision {
+    /// A supervisor of the replicas `ids`, none seen yet; `silence_limit` (ms, a few
+    /// heartbeats) is how long a replica may not hear from its leader or the catalog and still
+    /// count as hearing it.
+    pub fn new(ids: &[NodeId], silence_limit: u64) -> Supervision {
         Supervision {
+            silence_limit,
+            unreachable_here: false,
             election: Election::with_stride(ids.iter().max().map_or(1, |m| m + 1)),
             views: ids
                 .iter()
@@ -233,9 +265,112 @@ impl Supervision {
         self.election.epoch()
     }
 
+    /// True when the group's leader is alive (its followers hear it) but this front end
+    /// cannot reach it: orders here get a quick 503 rather than a leadership fight.
+    pub fn leader_unreachable_here(&self) -> bool {
+        self.unreachable_here
+    }
+
     /// Every replica's view, in configuration order.
     pub fn views(&self) -> &[ReplicaView] {
         &self.views
+    }
+
+    /// The decision after a round, from the group's evidence rather than this front end's
+    /// view alone:
+    ///
+    /// 1. The group's leader is the leader of the newest term a reachable replica holds, when
+    ///    this front end reaches it leading, or enough followers (with it, a majority) heard
+    ///    from it within the silence limit.
+    /// 2. Such a leader is followed, reachable from here or not; an unreachable one makes this
+    ///    front end answer orders with a quick 503, never start a fight. Unless it is cut from
+    ///    the catalog while another live replica is not: then it is deposed.
+    /// 3. A higher id that is live for the group (it hears that leader and the catalog, and is
+    ///    in step) takes over: highest-id live stays the rule.
+    /// 4. Without a group leader (or after deposing it), the highest live id that hears the
+    ///    catalog leads (any live id when none does), in a new epoch.
+    fn decide_with_evidence(&mut self, states: &[Option<ReplicaState>], live: &[Seen]) -> Decision {
+        let limit = self.silence_limit;
+        let quorum_followers = (self.views.len() / 2).max(1);
+        let reached: Vec<&ReplicaState> = states.iter().flatten().collect();
+        let reaches_catalog = |s: &ReplicaState| s.catalog_silence_ms.is_some_and(|ms| ms <= limit);
+        let newest = reached
+            .iter()
+            .map(|s| s.term)
+            .filter(|t| t.leader.is_some() && t.epoch >= self.election.epoch())
+            .max_by_key(|t| t.epoch);
+        let group_leader = newest.and_then(|t| {
+            let g = t.leader?;
+            let here = reached
+                .iter()
+                .find(|s| s.id == g && s.term == t && s.role.is_leading() && s.ready)
+                .copied();
+            let heard = reached
+                .iter()
+                .filter(|s| {
+                    s.id != g && s.term == t && s.leader_silence_ms.is_some_and(|ms| ms <= limit)
+                })
+                .count();
+            // Reached but not leading it (restarted, or stepped down): not the group's leader,
+            // whatever its followers heard before.
+            let reached_not_leading = here.is_none() && reached.iter().any(|s| s.id == g);
+            (here.is_some() || (heard >= quorum_followers && !reached_not_leading))
+                .then_some((t, here))
+        });
+        let catalog_live: Vec<NodeId> = live
+            .iter()
+            .filter(|s| reached.iter().any(|x| x.id == s.id && reaches_catalog(x)))
+            .map(|s| s.id)
+            .collect();
+        match group_leader {
+            Some((_, Some(g)))
+                if !reaches_catalog(g) && catalog_live.iter().any(|id| *id != g.id) =>
+            {
+                log::warn!(
+                    "replica {} leads but has not heard from the catalog for {} while other replicas have; choosing another leader",
+                    g.id,
+                    g.catalog_silence_ms
+                        .map_or("ever".to_string(), |ms| format!("{ms} ms"))
+                );
+                self.unreachable_here = false;
+                self.election.decide_among(live, &catalog_live)
+            }
+            // A higher id that is live for the group (it hears this leader and the catalog, and
+            // is in step) takes over: highest-id live stays the rule.
+            Some((t, _))
+                if live.iter().any(|s| {
+                    s.id > t.leader.expect("a group leader")
+                        && catalog_live.contains(&s.id)
+                        && reached.iter().any(|x| {
+                            x.id == s.id
+                                && x.term == t
+                                && x.leader_silence_ms.is_some_and(|ms| ms <= limit)
+                        })
+                }) =>
+            {
+                self.unreachable_here = false;
+                self.election.decide_among(live, &catalog_live)
+            }
+            Some((t, here)) => {
+                self.unreachable_here = here.is_none();
+                let elected = self.election.adopt(t);
+                Decision {
+                    leader: t.leader,
+                    epoch: t.epoch,
+                    elected,
+                    new_epoch: false,
+                    announce_to: live.iter().filter(|s| s.term != t).map(|s| s.id).collect(),
+                }
+            }
+            None => {
+                self.unreachable_here = false;
+                if catalog_live.is_empty() {
+                    self.election.decide(live)
+                } else {
+                    self.election.decide_among(live, &catalog_live)
+                }
+            }
+        }
     }
 
     /// Folds one round of heartbeats (one answer or `None` per replica, in the order given to
@@ -293,7 +428,7 @@ impl Supervision {
             }
         }
         let before = self.election.leader();
-        let decision = self.election.decide(&live);
+        let decision = self.decide_with_evidence(states, &live);
         let ids: Vec<NodeId> = live.iter().map(|s| s.id).collect();
         if decision.elected || before != decision.leader {
             match decision.leader {

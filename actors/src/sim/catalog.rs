@@ -43,6 +43,7 @@ impl CatalogModel {
     /// Answers one call.
     pub fn call(&mut self, call: CatalogCall) -> Result<CatalogAnswer, Error> {
         match call {
+            CatalogCall::Ping => Ok(CatalogAnswer::Pong),
             CatalogCall::Trade(req) => self.trade(req).map(CatalogAnswer::Traded),
             CatalogCall::TradesSince {
                 after,

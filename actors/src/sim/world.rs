@@ -224,7 +224,7 @@ impl World {
         let frontends = (0..cfg.frontends)
             .map(|i| Frontend {
                 id: FRONTEND_BASE + i as NodeId,
-                sup: Supervision::new(&ids),
+                sup: Supervision::new(&ids, 3 * HEARTBEAT),
                 round: None,
                 rounds: 0,
                 recheck: false,
@@ -823,6 +823,18 @@ impl World {
             // Wait for the next round.
             return self.start_round(f);
         };
+        if fe.sup.leader_unreachable_here() {
+            // As the real front end: wait out one silence window (the leader may have died),
+            // then a 503; nothing sent, never a fight.
+            let waited = now + FAILOVER_TIMEOUT - p.deadline;
+            if waited >= 5 * HEARTBEAT {
+                let p = fe.pending.remove(&key).expect("present");
+                let e = Error::Unavailable("the leader is alive but unreachable from here".into());
+                return self.client_result(p.client, p.op, Err(e));
+            }
+            self.at(now + RETRY_PAUSE, Ev::FrontendRetry(f, key));
+            return self.start_round(f);
+        }
         let id = fe.next_id;
         fe.next_id += 1;
         p.sent = Some((leader, id));

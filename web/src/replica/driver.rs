@@ -222,6 +222,12 @@ async fn call_catalog(
                 .await
                 .map(CatalogAnswer::Traded)
         }
+        CatalogCall::Ping => {
+            let url = format!("{base}{}", wire::HELLO);
+            http::get::<tradenet_actors::wire::catalog::Hello>(&client, &url)
+                .await
+                .map(|_| CatalogAnswer::Pong)
+        }
         CatalogCall::TradesSince {
             after,
             epoch,

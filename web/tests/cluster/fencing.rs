@@ -170,10 +170,27 @@ fn a_deposed_leader_that_still_reaches_its_peers_gets_no_order_acknowledged() {
         }
     };
     cut(true);
+    // Replica 3 still reaches its followers (its heartbeats arrive) and the catalog, so the
+    // front end's supervisor, which decides by the group's evidence, rightly keeps it as
+    // leader. A newer epoch is named here as another supervisor with another view would: the
+    // point of this test is what the deposed leader can still do, not why it was deposed.
+    let auth = bearer();
+    let mut epoch = first + 1;
+    while epoch % 4 != 2 {
+        epoch += 1; // an epoch of replica 2's under the supervisors' stride rule
+    }
+    for o in [&o1, &o2] {
+        let (status, body) = post(
+            o,
+            "/internal/v1/term",
+            &json!({"epoch": epoch, "leader": 2}),
+            &[("Authorization", &auth)],
+        );
+        assert_eq!(status, 200, "announcing epoch {epoch} to {o}: {body}");
+    }
     let second = wait_for("replica 2 to lead a newer epoch", STEP, || {
         leads(&f1, 2, first)
     });
-    let auth = bearer();
     let (status, state) = get_with(&o3, "/internal/v1/state", &[("Authorization", &auth)]);
     assert_eq!(status, 200, "the old leader answers the test: {state}");
     eprintln!(

@@ -11,6 +11,7 @@ mod harness;
 mod input;
 mod lag;
 mod launcher;
+mod leadership;
 mod netns;
 mod orders;
 mod partition;
