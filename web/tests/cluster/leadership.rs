@@ -4,62 +4,18 @@
 //! front end with new epochs.
 
 use crate::harness::*;
-use crate::netns::Lab;
+use crate::netns::{Lab, HEARTBEAT_MS, PORT};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PORT: u16 = 8080;
-const HEARTBEAT_MS: u64 = 100;
 const STEP: Duration = Duration::from_secs(20);
-
-/// A lab with a catalog, three replicas and the given front ends, all started; replica 3 leads.
-fn lab(tag: &str, net: u8, frontends: &[&str]) -> Lab {
-    let mut hosts = vec![("cat", 2), ("o1", 11), ("o2", 12), ("o3", 13)];
-    hosts.extend(
-        frontends
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (*f, 21 + i as u8)),
-    );
-    let mut lab = Lab::create(tag, net, &hosts).unwrap_or_else(|e| {
-        panic!("cannot build this test's network (needs root, iproute2 and nftables): {e}")
-    });
-    let cat = lab.addr("cat", PORT);
-    let f1 = lab.addr(frontends[0], PORT);
-    let mut text = format!(
-        "data_dir = {:?}\nlog = \"info\"\n\n[catalog]\naddr = {cat:?}\n\n\
-         [frontend]\naddr = {f1:?}\nheartbeat_ms = {HEARTBEAT_MS}\nfailover_timeout_ms = 10000\n\n",
-        lab.dir.path().join("data"),
-    );
-    for id in 1..=3u64 {
-        let a = lab.addr(&format!("o{id}"), PORT);
-        text.push_str(&format!("[[replicas]]\nid = {id}\naddr = {a:?}\n\n"));
-    }
-    lab.write_config(&text);
-    lab.start("cat", &["catalog"], &cat);
-    for id in 1..=3u64 {
-        let a = lab.addr(&format!("o{id}"), PORT);
-        lab.start(&format!("o{id}"), &["order", "--id", &id.to_string()], &a);
-    }
-    for f in frontends {
-        let a = lab.addr(f, PORT);
-        lab.start(f, &["frontend", "--addr", &a], &a);
-    }
-    for f in frontends {
-        let a = lab.addr(f, PORT);
-        wait_for("replica 3 to lead", STEP, || {
-            serving_leader(&a).filter(|(l, _)| *l == 3)
-        });
-    }
-    lab
-}
 
 #[test]
 fn a_leader_cut_from_the_catalog_only_is_replaced_by_one_that_reaches_it() {
-    let lab = lab("tc", 216, &["f1"]);
+    let lab = Lab::exchange("tc", 216, &["f1"], "");
     let f1 = lab.addr("f1", PORT);
     let (_, first) = serving_leader(&f1).unwrap();
     lab.set_cut("o3", "cat", true).unwrap();
@@ -87,7 +43,7 @@ fn a_leader_cut_from_the_catalog_only_is_replaced_by_one_that_reaches_it() {
 
 #[test]
 fn a_front_end_cut_from_the_leader_keeps_it_and_starts_no_fight() {
-    let lab = lab("tl", 217, &["f1", "f2"]);
+    let lab = Lab::exchange("tl", 217, &["f1", "f2"], "");
     let (f1, f2) = (lab.addr("f1", PORT), lab.addr("f2", PORT));
     let (_, epoch) = serving_leader(&f1).unwrap();
 

@@ -22,6 +22,11 @@ pub fn bearer() -> String {
     format!("Bearer {SECRET}")
 }
 
+/// The port every service of an exchange lab listens on (each host has its own address).
+pub const PORT: u16 = 8080;
+/// The heartbeat of an exchange lab.
+pub const HEARTBEAT_MS: u64 = 100;
+
 /// Runs `ip` with `args`; the error names the command and says what `ip` said.
 pub fn ip(args: &[&str]) -> Result<(), String> {
     run_ip(args, || format!("`ip {}` failed", args.join(" ")))
@@ -178,6 +183,53 @@ impl Lab {
     pub fn set_link(&self, host: &str, up: bool) -> Result<(), String> {
         let port = format!("{}{host}p", self.tag);
         ip(&["link", "set", &port, if up { "up" } else { "down" }])
+    }
+
+    /// A whole exchange, started: hosts `cat`, `o1`..`o3` and the given front ends, with
+    /// `frontend_keys` added to `[frontend]`; returns once replica 3 leads for every front end.
+    pub fn exchange(tag: &str, net: u8, frontends: &[&str], frontend_keys: &str) -> Lab {
+        let mut hosts = vec![("cat", 2), ("o1", 11), ("o2", 12), ("o3", 13)];
+        hosts.extend(
+            frontends
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (*f, 21 + i as u8)),
+        );
+        let mut lab = Lab::create(tag, net, &hosts).unwrap_or_else(|e| {
+            panic!("cannot build this test's network (needs root, iproute2 and nftables): {e}")
+        });
+        nft(&lab.ns("cat"), &["list", "tables"])
+            .unwrap_or_else(|e| panic!("this test cuts links with nftables: {e}"));
+        let cat = lab.addr("cat", PORT);
+        let f1 = lab.addr(frontends[0], PORT);
+        let mut text = format!(
+            "data_dir = {:?}\nlog = \"info\"\n\n[catalog]\naddr = {cat:?}\n\n\
+             [frontend]\naddr = {f1:?}\nheartbeat_ms = {HEARTBEAT_MS}\nfailover_timeout_ms = 10000\n{frontend_keys}\n\n",
+            lab.dir.path().join("data"),
+        );
+        for id in 1..=3u64 {
+            let a = lab.addr(&format!("o{id}"), PORT);
+            text.push_str(&format!("[[replicas]]\nid = {id}\naddr = {a:?}\n\n"));
+        }
+        lab.write_config(&text);
+        lab.start("cat", &["catalog"], &cat);
+        for id in 1..=3u64 {
+            let a = lab.addr(&format!("o{id}"), PORT);
+            lab.start(&format!("o{id}"), &["order", "--id", &id.to_string()], &a);
+        }
+        for f in frontends {
+            let a = lab.addr(f, PORT);
+            lab.start(f, &["frontend", "--addr", &a], &a);
+        }
+        for f in frontends {
+            let a = lab.addr(f, PORT);
+            wait_for(
+                "replica 3 to lead",
+                std::time::Duration::from_secs(20),
+                || serving_leader(&a).filter(|(l, _)| *l == 3),
+            );
+        }
+        lab
     }
 
     /// Writes the config file every process reads, with the lab's cluster secret.

@@ -4,45 +4,19 @@
 //! acknowledged no lookup shows the old quantity later than the lease.
 
 use crate::harness::*;
-use crate::netns::{nft, Lab};
+use crate::netns::{Lab, PORT};
 use std::time::{Duration, Instant};
 use tradenet_actors::types::TradeKind;
 use tradenet_actors::wire;
 
-const PORT: u16 = 8080;
-const HEARTBEAT_MS: u64 = 100;
 const LEASE_MS: u64 = 300;
 /// How long lookups are watched after the trade.
 const WATCH: Duration = Duration::from_secs(3);
 
 #[test]
 fn under_a_one_way_cut_no_hit_is_older_than_the_lease_after_a_trade() {
-    let hosts = [("cat", 2), ("o1", 11), ("o2", 12), ("o3", 13), ("f1", 21)];
-    let mut lab = Lab::create("ts", 215, &hosts).unwrap_or_else(|e| {
-        panic!("cannot build this test's network (needs root, iproute2 and nftables): {e}")
-    });
-    nft(&lab.ns("cat"), &["list", "tables"])
-        .unwrap_or_else(|e| panic!("this test cuts a link one way with nftables: {e}"));
-    let (cat, f1) = (lab.addr("cat", PORT), lab.addr("f1", PORT));
-    let mut text = format!(
-        "data_dir = {:?}\nlog = \"info\"\n\n[catalog]\naddr = {cat:?}\n\n\
-         [frontend]\naddr = {f1:?}\nheartbeat_ms = {HEARTBEAT_MS}\ncache_lease_ms = {LEASE_MS}\n\n",
-        lab.dir.path().join("data"),
-    );
-    for id in 1..=3u64 {
-        let a = lab.addr(&format!("o{id}"), PORT);
-        text.push_str(&format!("[[replicas]]\nid = {id}\naddr = {a:?}\n\n"));
-    }
-    lab.write_config(&text);
-    lab.start("cat", &["catalog"], &cat);
-    for id in 1..=3u64 {
-        let a = lab.addr(&format!("o{id}"), PORT);
-        lab.start(&format!("o{id}"), &["order", "--id", &id.to_string()], &a);
-    }
-    lab.start("f1", &["frontend"], &f1);
-    wait_for("a serving leader", Duration::from_secs(20), || {
-        serving_leader(&f1)
-    });
+    let lab = Lab::exchange("ts", 215, &["f1"], &format!("cache_lease_ms = {LEASE_MS}"));
+    let f1 = lab.addr("f1", PORT);
 
     // Cached, and served from the cache.
     let before = wait_for("a cached GameStart", Duration::from_secs(5), || {
