@@ -308,8 +308,14 @@ pub struct Replica {
     durable_len: u64,
     /// Answers held until a write is durable.
     deferred: VecDeque<(u64, Envelope, Result<Response, Error>)>,
-    /// When the leader of our term was last heard from (a batch, even empty).
+    /// When the leader of our term was last heard from (a batch, even empty, or an answer to
+    /// our probe); `None` after a probe of it failed.
     leader_heard: Option<Millis>,
+    /// A follower's probe of its leader in flight: (request id, sent at); the next is due at
+    /// `leader_probe_due`. A leader that died refuses the probe at once, so its followers stop
+    /// hearing it within a heartbeat, and the supervisors fail over without waiting.
+    leader_probe: Option<(u64, Millis)>,
+    leader_probe_due: Millis,
     /// When the catalog last answered anything.
     catalog_heard: Option<Millis>,
     /// The catalog ping in flight: (call id, sent at); the next one is due at `ping_due`.
@@ -336,6 +342,8 @@ impl Replica {
             durable_len,
             deferred: VecDeque::new(),
             leader_heard: None,
+            leader_probe: None,
+            leader_probe_due: now,
             catalog_heard: None,
             ping: None,
             ping_due: now,
@@ -1062,6 +1070,15 @@ impl Replica {
     // ----- replies from peers -----
 
     fn on_reply(&mut self, from: NodeId, id: u64, result: Result<Response, Error>) {
+        if self.leader_probe.is_some_and(|p| p.0 == id) {
+            self.leader_probe = None;
+            let term = self.term;
+            self.leader_heard = match result {
+                Ok(Response::State(s)) if s.term == term && s.role.is_leading() => Some(self.now),
+                _ => None,
+            };
+            return;
+        }
         match &mut self.phase {
             Phase::Recovering {
                 asked,
@@ -1666,6 +1683,22 @@ impl Replica {
             .is_some_and(|p| now >= p.1 + self.cfg.replicate_timeout)
         {
             self.ping = None;
+        }
+        if self
+            .leader_probe
+            .is_some_and(|p| now >= p.1 + self.cfg.replicate_timeout)
+        {
+            self.leader_probe = None;
+            self.leader_heard = None;
+        }
+        let leader = self.term.leader.filter(|l| *l != self.cfg.id);
+        if let (Some(l), false, None) = (leader, self.role().is_leading(), self.leader_probe) {
+            if now >= self.leader_probe_due {
+                // Four probes a heartbeat: a dead leader is noticed within a quarter of one.
+                self.leader_probe_due = now + (self.cfg.retry / 4).max(1);
+                let id = self.send(l, Request::State);
+                self.leader_probe = Some((id, now));
+            }
         }
         if self.ping.is_none() && now >= self.ping_due {
             self.ping_due = now + self.cfg.retry;

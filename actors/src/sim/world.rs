@@ -412,6 +412,12 @@ impl World {
         }
         let node = &mut self.replicas[(to - 1) as usize];
         if node.machine.is_none() {
+            // A crashed process's port refuses connections at once (a cut or paused one just
+            // does not answer).
+            if let Net::Request(id, _) = net {
+                let refused = Err(Error::Unavailable("connection refused".into()));
+                self.send(to, from, Net::Reply(id, refused));
+            }
             return;
         }
         if node.paused {
