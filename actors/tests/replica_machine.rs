@@ -83,6 +83,7 @@ fn state(id: u64, last: Option<EntryId>, t: Term) -> Response {
         lagging: Vec::new(),
         leader_silence_ms: None,
         catalog_silence_ms: Some(120),
+        catalog_epoch: None,
     })
 }
 
@@ -478,4 +479,38 @@ fn a_replica_named_leader_again_while_taking_over_takes_over_the_newer_epoch() {
         "the takeover restarts in epoch 2: {fx:?}"
     );
     assert_eq!(r.term(), term(2, 3));
+}
+
+#[test]
+fn a_takeover_fenced_by_the_catalog_steps_down_and_reports_the_catalogs_epoch() {
+    let (mut r, _) = Replica::new(config(3, &[]), log_of(&[1]), Term::default(), 0);
+    let fx = step(&mut r, 0, Event::Request(CLIENT, Request::Term(term(2, 3))));
+    let call = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Catalog {
+                id,
+                call: CatalogCall::TradesSince { .. },
+            } => Some(*id),
+            _ => None,
+        })
+        .expect("the takeover asks the catalog");
+    let fenced = Err(Error::Fenced {
+        got: 2,
+        known: 1000,
+    });
+    step(
+        &mut r,
+        1,
+        Event::CatalogReply {
+            id: call,
+            result: fenced,
+        },
+    );
+    assert_eq!(r.role(), Role::Follower, "fenced: steps down");
+    assert_eq!(
+        r.state().catalog_epoch,
+        Some(1000),
+        "and says what the catalog knows"
+    );
 }

@@ -132,6 +132,7 @@ fn rows() -> Vec<Row> {
         lagging: vec![1],
         leader_silence_ms: None,
         catalog_silence_ms: Some(120),
+        catalog_epoch: None,
     };
     let link = CatalogLinkStatus {
         subscriber: "5f0c".into(),

@@ -95,6 +95,10 @@ pub struct ReplicaState {
     /// every heartbeat); `None` when it never has.
     #[serde(default)]
     pub catalog_silence_ms: Option<u64>,
+    /// The newest epoch the catalog fenced this replica with, if it ever did: supervisors open
+    /// new epochs above it, so a catalog that saw a newer epoch cannot stall elections.
+    #[serde(default)]
+    pub catalog_epoch: Option<u64>,
 }
 
 /// A batch from the leader (`POST /internal/v1/replicate`).

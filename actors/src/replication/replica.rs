@@ -318,6 +318,8 @@ pub struct Replica {
     leader_probe_due: Millis,
     /// When the catalog last answered anything.
     catalog_heard: Option<Millis>,
+    /// The newest epoch the catalog fenced us with.
+    catalog_epoch: Option<Epoch>,
     /// The catalog ping in flight: (call id, sent at); the next one is due at `ping_due`.
     ping: Option<(u64, Millis)>,
     ping_due: Millis,
@@ -345,6 +347,7 @@ impl Replica {
             leader_probe: None,
             leader_probe_due: now,
             catalog_heard: None,
+            catalog_epoch: None,
             ping: None,
             ping_due: now,
             out: Vec::new(),
@@ -424,6 +427,7 @@ impl Replica {
                 _ => self.leader_heard.map(|t| self.now.saturating_sub(t)),
             },
             catalog_silence_ms: self.catalog_heard.map(|t| self.now.saturating_sub(t)),
+            catalog_epoch: self.catalog_epoch,
         }
     }
 
@@ -894,6 +898,11 @@ impl Replica {
         if result.is_ok() || matches!(result, Err(Error::Fenced { .. }) | Err(Error::Answered(_))) {
             // The catalog answered (a refusal is an answer too).
             self.catalog_heard = Some(self.now);
+        }
+        if let Err(Error::Fenced { known, .. }) = result {
+            if known <= MAX_EPOCH {
+                self.catalog_epoch = Some(self.catalog_epoch.unwrap_or(0).max(known));
+            }
         }
         if self.ping.is_some_and(|p| p.0 == id) {
             self.ping = None;

@@ -51,6 +51,8 @@ pub struct Election {
     /// different leaders at the same moment never open the same epoch (one leader per epoch).
     /// 0 or 1: any epoch.
     stride: u64,
+    /// The newest epoch seen outside the replicas' terms (the catalog's fence).
+    seen_elsewhere: Epoch,
 }
 
 impl Election {
@@ -60,6 +62,12 @@ impl Election {
             stride,
             ..Election::default()
         }
+    }
+
+    /// Records an epoch seen elsewhere (the catalog's fence): the next epoch opened goes above
+    /// it. The current leader and epoch stay until the next change.
+    pub fn see(&mut self, epoch: Epoch) {
+        self.seen_elsewhere = self.seen_elsewhere.max(epoch);
     }
 
     /// Follows a term the group already runs under (never going back in epoch). True when the
@@ -136,7 +144,7 @@ impl Election {
                     || (!leads && !not_told_yet)
                     || newest.is_some_and(|t| t.epoch > self.epoch)
                 {
-                    let seen = newest.map_or(0, |t| t.epoch);
+                    let seen = newest.map_or(0, |t| t.epoch).max(self.seen_elsewhere);
                     self.epoch = self.epoch_for(self.epoch.max(seen), c);
                     self.leader = Some(c);
                     elected = true;
@@ -428,6 +436,16 @@ impl Supervision {
             }
         }
         let before = self.election.leader();
+        // An epoch the catalog has seen (it fenced a replica with it) is an epoch seen: new
+        // epochs go above it.
+        if let Some(fence) = states
+            .iter()
+            .flatten()
+            .filter_map(|s| s.catalog_epoch)
+            .max()
+        {
+            self.election.see(fence);
+        }
         let decision = self.decide_with_evidence(states, &live);
         let ids: Vec<NodeId> = live.iter().map(|s| s.id).collect();
         if decision.elected || before != decision.leader {
@@ -536,6 +554,38 @@ mod tests {
         let d = e.decide(&[seen(2, 1, Some(3)), back]);
         assert_eq!((d.leader, d.epoch, d.elected), (Some(3), 2, true));
         assert_eq!(d.announce_to, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_new_epoch_goes_above_the_catalogs_fence() {
+        let state = |id: u64, fenced: Option<u64>| ReplicaState {
+            id,
+            role: Role::Follower,
+            ready: true,
+            last: None,
+            term: Term {
+                epoch: 5,
+                leader: Some(3),
+            },
+            lagging: Vec::new(),
+            leader_silence_ms: None,
+            catalog_silence_ms: Some(10),
+            catalog_epoch: fenced,
+        };
+        // Replica 3 was fenced by the catalog with epoch 1,000 and stepped down.
+        let mut sup = Supervision::new(&[1, 2, 3], 300);
+        let announce = sup.observe(&[
+            Some(state(1, None)),
+            Some(state(2, None)),
+            Some(state(3, Some(1000))),
+        ]);
+        let (leader, epoch) = sup.leader().expect("a leader");
+        assert_eq!(leader, 3);
+        assert!(
+            epoch > 1000,
+            "epoch {epoch} is not above the catalog's fence"
+        );
+        assert!(announce.iter().all(|(_, t)| t.epoch == epoch));
     }
 
     #[test]
