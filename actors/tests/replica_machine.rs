@@ -73,6 +73,14 @@ fn answer(effects: &[Effect], to: Envelope) -> Option<Result<Response, Error>> {
     })
 }
 
+/// The id of the first catalog call among `effects` that `is` accepts.
+fn catalog_call(effects: &[Effect], is: impl Fn(&CatalogCall) -> bool) -> Option<u64> {
+    effects.iter().find_map(|e| match e {
+        Effect::Catalog { id, call } if is(call) => Some(*id),
+        _ => None,
+    })
+}
+
 fn state(id: u64, last: Option<EntryId>, t: Term) -> Response {
     Response::State(ReplicaState {
         id,
@@ -111,15 +119,7 @@ fn lead(r: &mut Replica, epoch: u64) -> Vec<Effect> {
         };
         fx.extend(step(r, 1, reply));
     }
-    let call = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::Catalog {
-                id,
-                call: CatalogCall::TradesSince { .. },
-            } => Some(*id),
-            _ => None,
-        })
+    let call = catalog_call(&fx, |c| matches!(c, CatalogCall::TradesSince { .. }))
         .expect("the new leader asks the catalog for trades after its log");
     let done = Event::CatalogReply {
         id: call,
@@ -306,13 +306,7 @@ fn a_read_beyond_the_log_is_unknown_only_once_the_catalog_confirms() {
         answer(&fx, CLIENT).is_none(),
         "unknown before the catalog said so"
     );
-    let call = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::Catalog { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("asks the catalog");
+    let call = catalog_call(&fx, |_| true).expect("asks the catalog");
     // The catalog holds trade 3 (order 2): it is recorded and served, not "unknown".
     let trade = TradeRecord {
         seq: 3,
@@ -338,13 +332,7 @@ fn a_read_beyond_the_log_is_unknown_only_once_the_catalog_confirms() {
 
     let beyond = Envelope { from: 0, id: 8 };
     let fx = step(&mut leader, 6, Event::Request(beyond, Request::Get(10)));
-    let call = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::Catalog { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("asks the catalog");
+    let call = catalog_call(&fx, |_| true).expect("asks the catalog");
     let fenced = Err(Error::Fenced { got: 2, known: 3 });
     let fx = step(
         &mut leader,
@@ -485,15 +473,7 @@ fn a_replica_named_leader_again_while_taking_over_takes_over_the_newer_epoch() {
 fn a_takeover_fenced_by_the_catalog_steps_down_and_reports_the_catalogs_epoch() {
     let (mut r, _) = Replica::new(config(3, &[]), log_of(&[1]), Term::default(), 0);
     let fx = step(&mut r, 0, Event::Request(CLIENT, Request::Term(term(2, 3))));
-    let call = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::Catalog {
-                id,
-                call: CatalogCall::TradesSince { .. },
-            } => Some(*id),
-            _ => None,
-        })
+    let call = catalog_call(&fx, |c| matches!(c, CatalogCall::TradesSince { .. }))
         .expect("the takeover asks the catalog");
     let fenced = Err(Error::Fenced {
         got: 2,
