@@ -1710,7 +1710,8 @@ impl Replica {
             }
         }
         if self.ping.is_none() && now >= self.ping_due {
-            self.ping_due = now + self.cfg.retry;
+            // Twice a heartbeat: a leader cut from the catalog is noticed within two.
+            self.ping_due = now + (self.cfg.retry / 2).max(1);
             let id = self.call_catalog(CatalogCall::Ping);
             self.ping = Some((id, now));
         }

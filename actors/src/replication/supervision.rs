@@ -301,7 +301,11 @@ impl Supervision {
         let limit = self.silence_limit;
         let quorum_followers = (self.views.len() / 2).max(1);
         let reached: Vec<&ReplicaState> = states.iter().flatten().collect();
-        let reaches_catalog = |s: &ReplicaState| s.catalog_silence_ms.is_some_and(|ms| ms <= limit);
+        // Replicas ping the catalog twice a heartbeat: two thirds of the silence limit (two
+        // heartbeats, four missed pings) is silence.
+        let catalog_limit = limit * 2 / 3;
+        let reaches_catalog =
+            |s: &ReplicaState| s.catalog_silence_ms.is_some_and(|ms| ms <= catalog_limit);
         let newest = reached
             .iter()
             .map(|s| s.term)
