@@ -4,8 +4,8 @@
 use tradenet_actors::orderlog::{EntryId, Order, OrderLog};
 use tradenet_actors::replication::replica::order_bytes;
 use tradenet_actors::replication::{
-    Append, Appended, CatalogAnswer, CatalogCall, Config, Effect, Envelope, Event, Fetched,
-    PlaceOrder, Replica, ReplicaState, Request, Response, Role, Term, Write,
+    Append, Appended, CatalogAnswer, CatalogCall, Config, Effect, Envelope, Event, PlaceOrder,
+    Replica, ReplicaState, Request, Response, Role, Term, Write,
 };
 use tradenet_actors::types::{RequestId, TradeKind};
 use tradenet_actors::wire::catalog::{TradeOutcome, TradeRecord};
@@ -440,7 +440,6 @@ fn a_new_leader_pulls_from_the_freshest_peer_and_drops_a_tail_only_it_held() {
         vec![1, 1, 2, 2],
         "replica 2's newer orders replace the tail"
     );
-    let _: Option<Fetched> = None;
 }
 
 #[test]

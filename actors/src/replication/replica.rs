@@ -984,12 +984,7 @@ impl Replica {
         let Phase::Leader(l) = &mut self.phase else {
             return;
         };
-        let valid = t.seq >= 1
-            && t.seq <= u64::from(u32::MAX)
-            && t.quantity >= 1
-            && t.quantity <= MAX_TRADE_QUANTITY
-            && validate_name(&t.name).is_ok();
-        if !valid {
+        if !well_formed_trade(t.seq, t.quantity, &t.name) {
             for env in waiting {
                 self.respond(
                     env,
@@ -1853,14 +1848,17 @@ impl Replica {
     }
 }
 
+/// A catalog trade a log can hold: a sequence number that fits the log, a sane quantity and
+/// name (the catalog is checked like any other caller).
+fn well_formed_trade(seq: u64, quantity: u64, name: &str) -> bool {
+    (1..=u64::from(u32::MAX)).contains(&seq)
+        && (1..=MAX_TRADE_QUANTITY).contains(&quantity)
+        && validate_name(name).is_ok()
+}
+
 /// The order a catalog trade becomes in `epoch`, if the trade is well-formed.
 fn trade_order(t: &TradeRecord, epoch: Epoch) -> Option<Order> {
-    let ok = t.seq >= 1
-        && t.seq <= u64::from(u32::MAX)
-        && t.quantity >= 1
-        && t.quantity <= MAX_TRADE_QUANTITY
-        && validate_name(&t.name).is_ok();
-    ok.then(|| Order {
+    well_formed_trade(t.seq, t.quantity, &t.name).then(|| Order {
         number: t.seq - 1,
         epoch,
         rid: t.rid,

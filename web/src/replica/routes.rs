@@ -32,72 +32,55 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(wire::FETCH).route(web::post().to(fetch)));
 }
 
-async fn ask(driver: &Addr<ReplicaDriver>, request: Request) -> ApiResult<Response> {
+/// Asks the replica's machine and answers with its response's JSON body (each `Response`
+/// has one shape, whichever request it answers).
+async fn ask(driver: &Addr<ReplicaDriver>, request: Request) -> ApiResult<HttpResponse> {
     let answer = driver
         .send(Ask(request))
         .timeout(ANSWER_WITHIN)
         .await
-        .map_err(|e| ApiError::unavailable(format!("order replica busy: {e}")))?;
-    Ok(answer?)
-}
-
-fn unexpected(r: Response) -> ApiError {
-    ApiError::with_kind(
-        wire::ErrorKind::Internal,
-        format!("the replica answered {r:?}"),
-    )
+        .map_err(|e| ApiError::unavailable(format!("order replica busy: {e}")))??;
+    Ok(match answer {
+        Response::State(s) => ok(s),
+        Response::TermAccepted => ok(wire::replica::Accepted { accepted: true }),
+        Response::Order(o) => ok(o),
+        Response::Appended(a) => ok(a),
+        Response::Fetched(f) => ok(f),
+    })
 }
 
 async fn state(d: web::Data<Addr<ReplicaDriver>>) -> ApiResult<HttpResponse> {
-    match ask(&d, Request::State).await? {
-        Response::State(s) => Ok(ok(s)),
-        r => Err(unexpected(r)),
-    }
+    ask(&d, Request::State).await
 }
 
 async fn term(d: web::Data<Addr<ReplicaDriver>>, body: web::Json<Term>) -> ApiResult<HttpResponse> {
-    match ask(&d, Request::Term(body.into_inner())).await? {
-        Response::TermAccepted => Ok(ok(wire::replica::Accepted { accepted: true })),
-        r => Err(unexpected(r)),
-    }
+    ask(&d, Request::Term(body.into_inner())).await
 }
 
 async fn place(
     d: web::Data<Addr<ReplicaDriver>>,
     body: web::Json<PlaceOrder>,
 ) -> ApiResult<HttpResponse> {
-    match ask(&d, Request::Place(body.into_inner())).await? {
-        Response::Order(o) => Ok(ok(o)),
-        r => Err(unexpected(r)),
-    }
+    ask(&d, Request::Place(body.into_inner())).await
 }
 
 async fn get_order(
     d: web::Data<Addr<ReplicaDriver>>,
     n: web::Path<u64>,
 ) -> ApiResult<HttpResponse> {
-    match ask(&d, Request::Get(n.into_inner())).await? {
-        Response::Order(o) => Ok(ok(o)),
-        r => Err(unexpected(r)),
-    }
+    ask(&d, Request::Get(n.into_inner())).await
 }
 
 async fn replicate(
     d: web::Data<Addr<ReplicaDriver>>,
     body: web::Json<Append>,
 ) -> ApiResult<HttpResponse> {
-    match ask(&d, Request::Append(body.into_inner())).await? {
-        Response::Appended(a) => Ok(ok(a)),
-        r => Err(unexpected(r)),
-    }
+    ask(&d, Request::Append(body.into_inner())).await
 }
 
 async fn fetch(
     d: web::Data<Addr<ReplicaDriver>>,
     body: web::Json<Fetch>,
 ) -> ApiResult<HttpResponse> {
-    match ask(&d, Request::Fetch(body.into_inner())).await? {
-        Response::Fetched(f) => Ok(ok(f)),
-        r => Err(unexpected(r)),
-    }
+    ask(&d, Request::Fetch(body.into_inner())).await
 }

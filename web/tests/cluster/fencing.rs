@@ -47,15 +47,14 @@ fn fresh_rid() -> String {
 fn direct_order(agent: &ureq::Agent, replica: &str, rid: &str) -> Option<(u16, Value)> {
     let body = json!({"rid": rid, "name": "GameStart", "quantity": 1, "type": "buy"});
     // With the cluster secret: the point is what the old leader does, not the guard.
-    let res = agent
-        .post(&format!("http://{replica}/internal/v1/orders"))
-        .set("Authorization", &bearer())
-        .send_json(body);
-    match res {
-        Ok(r) => Some((r.status(), r.into_json().unwrap_or(Value::Null))),
-        Err(ureq::Error::Status(code, r)) => Some((code, r.into_json().unwrap_or(Value::Null))),
-        Err(_) => None,
-    }
+    let auth = bearer();
+    try_post_with_headers(
+        agent,
+        replica,
+        "/internal/v1/orders",
+        &body,
+        &[("Authorization", &auth)],
+    )
 }
 
 /// The epoch in which replica `id` serves as the front end's leader, once it is newer than

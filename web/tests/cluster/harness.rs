@@ -622,9 +622,20 @@ pub fn try_post_with(
     path: &str,
     body: &Value,
 ) -> Option<(u16, Value)> {
-    answer(
-        agent
-            .post(&format!("http://{addr}{path}"))
-            .send_json(body.clone()),
-    )
+    try_post_with_headers(agent, addr, path, body, &[])
+}
+
+/// `try_post_with`, with headers.
+pub fn try_post_with_headers(
+    agent: &ureq::Agent,
+    addr: &str,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Option<(u16, Value)> {
+    let mut req = agent.post(&format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    answer(req.send_json(body.clone()))
 }
