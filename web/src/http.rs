@@ -386,12 +386,32 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(
     url: &str,
     body: &B,
 ) -> ApiResult<T> {
-    let res = client.post(url).send_json(body).await;
-    decode(url, res).await
+    post_heard(client, url, body).await?
 }
 
 /// GET `url` and decode `{"data": T}`; errors as for `post`.
 pub async fn get<T: DeserializeOwned>(client: &awc::Client, url: &str) -> ApiResult<T> {
+    get_heard(client, url).await?
+}
+
+/// As `post`, keeping apart what the other service answered (the inner result, its error
+/// object included) from a call that was never answered (the outer `Err`: no connection, a
+/// time-out, a body that is not the wire's). A state machine that measures how long it has
+/// not heard a peer must not count the second as hearing it.
+pub async fn post_heard<B: Serialize, T: DeserializeOwned>(
+    client: &awc::Client,
+    url: &str,
+    body: &B,
+) -> Result<ApiResult<T>, ApiError> {
+    let res = client.post(url).send_json(body).await;
+    decode(url, res).await
+}
+
+/// As `get`, with the answer kept apart from a call never answered (see `post_heard`).
+pub async fn get_heard<T: DeserializeOwned>(
+    client: &awc::Client,
+    url: &str,
+) -> Result<ApiResult<T>, ApiError> {
     let res = client.get(url).send().await;
     decode(url, res).await
 }
@@ -399,7 +419,7 @@ pub async fn get<T: DeserializeOwned>(client: &awc::Client, url: &str) -> ApiRes
 async fn decode<T: DeserializeOwned, S>(
     url: &str,
     res: Result<awc::ClientResponse<S>, awc::error::SendRequestError>,
-) -> ApiResult<T>
+) -> Result<ApiResult<T>, ApiError>
 where
     S: futures::Stream<Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>>
         + Unpin,
@@ -411,9 +431,15 @@ where
         .await
         .map_err(|e| ApiError::unavailable(format!("{url}: reading answer: {e}")))?;
     if !res.status().is_success() {
-        return Err(error::from_body(res.status().as_u16(), &body));
+        // Only the wire's error object is the other service's answer; anything else (a
+        // proxy's page, an empty body) says nothing of it.
+        let status = res.status().as_u16();
+        return match serde_json::from_slice::<tradenet_actors::wire::ErrorBody>(&body) {
+            Ok(_) => Ok(Err(error::from_body(status, &body))),
+            Err(_) => Err(error::from_body(status, &body)),
+        };
     }
     serde_json::from_slice::<DataBody<T>>(&body)
-        .map(|d| d.data)
+        .map(|d| Ok(d.data))
         .map_err(|e| ApiError::unavailable(format!("{url}: unexpected answer ({e})")))
 }

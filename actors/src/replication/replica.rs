@@ -1705,8 +1705,9 @@ impl Replica {
             }
         }
         if self.ping.is_none() && now >= self.ping_due {
-            // Twice a heartbeat: a leader cut from the catalog is noticed within two.
-            self.ping_due = now + (self.cfg.retry / 2).max(1);
+            // Four times a heartbeat: a leader cut from the catalog is noticed within a
+            // heartbeat and a half.
+            self.ping_due = now + (self.cfg.retry / 4).max(1);
             let id = self.call_catalog(CatalogCall::Ping);
             self.ping = Some((id, now));
         }

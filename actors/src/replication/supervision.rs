@@ -301,9 +301,10 @@ impl Supervision {
         let limit = self.silence_limit;
         let quorum_followers = (self.views.len() / 2).max(1);
         let reached: Vec<&ReplicaState> = states.iter().flatten().collect();
-        // Replicas ping the catalog twice a heartbeat: two thirds of the silence limit (two
-        // heartbeats, four missed pings) is silence.
-        let catalog_limit = limit * 2 / 3;
+        // Replicas ping the catalog four times a heartbeat: half the silence limit (a
+        // heartbeat and a half, six missed pings) is silence, so a leader cut from the catalog
+        // is replaced within three heartbeats of the cut.
+        let catalog_limit = limit / 2;
         let reaches_catalog =
             |s: &ReplicaState| s.catalog_silence_ms.is_some_and(|ms| ms <= catalog_limit);
         let newest = reached

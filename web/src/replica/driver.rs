@@ -8,7 +8,7 @@
 //! event at a time; the writer thread only writes; awc calls run as futures on the same
 //! thread and come back as events.
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::http;
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -114,7 +114,6 @@ impl ReplicaDriver {
                 let client = self.client.clone();
                 ctx.spawn(call_peer(client, base, request).into_actor(self).map(
                     move |result, act, ctx| {
-                        let result = result.map_err(Error::from);
                         act.feed(
                             ctx,
                             Event::Reply {
@@ -131,7 +130,6 @@ impl ReplicaDriver {
                 let base = self.cfg.catalog_url.clone();
                 ctx.spawn(call_catalog(client, base, call).into_actor(self).map(
                     move |result, act, ctx| {
-                        let result = result.map_err(Error::from);
                         act.feed(ctx, Event::CatalogReply { id, result });
                     },
                 ));
@@ -183,27 +181,31 @@ fn fatal(why: &str) -> ! {
     std::process::exit(1)
 }
 
-async fn call_peer(client: awc::Client, base: String, request: Request) -> ApiResult<Response> {
+/// What the machine is told of a call: the other service's answer (its error object as the
+/// logic crate's error), or `Unavailable` when it never answered, which is not hearing it.
+fn as_heard<T>(outcome: Result<ApiResult<T>, ApiError>) -> Result<T, Error> {
+    match outcome {
+        Ok(answer) => answer.map_err(Error::from),
+        Err(unheard) => Err(Error::Unavailable(unheard.message)),
+    }
+}
+
+async fn call_peer(client: awc::Client, base: String, request: Request) -> Result<Response, Error> {
     match request {
         Request::State => {
             let url = format!("{base}{}", wire::REPLICA_STATE);
-            http::get::<ReplicaState>(&client, &url)
-                .await
-                .map(Response::State)
+            as_heard(http::get_heard::<ReplicaState>(&client, &url).await).map(Response::State)
         }
         Request::Append(a) => {
             let url = format!("{base}{}", wire::REPLICATE);
-            http::post::<_, Appended>(&client, &url, &a)
-                .await
+            as_heard(http::post_heard::<_, Appended>(&client, &url, &a).await)
                 .map(Response::Appended)
         }
         Request::Fetch(f) => {
             let url = format!("{base}{}", wire::FETCH);
-            http::post::<_, Fetched>(&client, &url, &f)
-                .await
-                .map(Response::Fetched)
+            as_heard(http::post_heard::<_, Fetched>(&client, &url, &f).await).map(Response::Fetched)
         }
-        other => Err(crate::error::ApiError::bad_request(format!(
+        other => Err(Error::BadRequest(format!(
             "a replica does not send {} to a peer",
             other.name()
         ))),
@@ -214,18 +216,16 @@ async fn call_catalog(
     client: awc::Client,
     base: String,
     call: CatalogCall,
-) -> ApiResult<CatalogAnswer> {
+) -> Result<CatalogAnswer, Error> {
     match call {
         CatalogCall::Trade(req) => {
             let url = format!("{base}{}", wire::TRADE);
-            http::post::<_, TradeOutcome>(&client, &url, &req)
-                .await
+            as_heard(http::post_heard::<_, TradeOutcome>(&client, &url, &req).await)
                 .map(CatalogAnswer::Traded)
         }
         CatalogCall::Ping => {
             let url = format!("{base}{}", wire::HELLO);
-            http::get::<tradenet_actors::wire::catalog::Hello>(&client, &url)
-                .await
+            as_heard(http::get_heard::<tradenet_actors::wire::catalog::Hello>(&client, &url).await)
                 .map(|_| CatalogAnswer::Pong)
         }
         CatalogCall::TradesSince {
@@ -239,12 +239,12 @@ async fn call_catalog(
                 epoch,
                 limit,
             };
-            http::post::<_, TradesPage>(&client, &url, &body)
-                .await
-                .map(|p| CatalogAnswer::Trades {
+            as_heard(http::post_heard::<_, TradesPage>(&client, &url, &body).await).map(|p| {
+                CatalogAnswer::Trades {
                     trades: p.trades,
                     complete: p.complete,
-                })
+                }
+            })
         }
     }
 }
