@@ -11,6 +11,8 @@ pub mod journal;
 pub mod orderlog;
 pub mod replication;
 pub mod sim;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod types;
 pub mod wire;
 

@@ -25,14 +25,37 @@ pub fn cluster_secret() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// An awc client that carries the cluster secret, when there is one.
-pub fn cluster_client(timeout: Duration) -> awc::Client {
-    let mut builder = awc::Client::builder().timeout(timeout);
-    if let Some(secret) = cluster_secret() {
+static TRUSTED_CA: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
+    std::sync::OnceLock::new();
+
+/// Trusts the CA in the PEM file `ca` (and nothing else) for `https://` addresses from now
+/// on; call once, at start. An unreadable or malformed file is an error naming it.
+pub fn trust_ca(ca: &std::path::Path) -> anyhow::Result<()> {
+    let config = tradenet_actors::tls::client_config(ca).context("--ca")?;
+    let _ = TRUSTED_CA.set(config);
+    Ok(())
+}
+
+/// An awc client with up to `connections` connections, trusting the CA given to `trust_ca`
+/// (if any), and carrying the cluster secret when `with_secret` and there is one.
+pub fn http_client(timeout: Duration, connections: usize, with_secret: bool) -> awc::Client {
+    let mut connector = awc::Connector::new()
+        .timeout(timeout)
+        .limit(connections.max(1));
+    if let Some(ca) = TRUSTED_CA.get() {
+        connector = connector.rustls_0_23(ca.clone());
+    }
+    let mut builder = awc::Client::builder().timeout(timeout).connector(connector);
+    if let Some(secret) = cluster_secret().filter(|_| with_secret) {
         builder = builder
             .add_default_header((awc::http::header::AUTHORIZATION, format!("Bearer {secret}")));
     }
     builder.finish()
+}
+
+/// An awc client that carries the cluster secret, when there is one.
+pub fn cluster_client(timeout: Duration) -> awc::Client {
+    http_client(timeout, 100, true)
 }
 
 /// A blocking-free handle on the launcher's control API.

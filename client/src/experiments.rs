@@ -153,7 +153,7 @@ async fn frontend_status(client: &awc::Client, frontend: &str) -> anyhow::Result
 pub fn lru_trace(frontend: &str, stocks: &[String], out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     actix_rt::System::new().block_on(async {
-        let client = awc::Client::default();
+        let client = run::client(Duration::from_secs(5), 1);
         let status = frontend_status(&client, frontend).await?;
         let capacity = status.cache.capacity;
         anyhow::ensure!(
@@ -286,7 +286,7 @@ pub fn chaos(
     let chaos_opts = opts.clone();
     let seed = base.seed;
     let marks: Vec<(f64, String)> = actix_rt::System::new().block_on(async move {
-        let client = awc::Client::default();
+        let client = run::client(Duration::from_secs(5), 1);
         let mut rng = StdRng::seed_from_u64(seed ^ 0xc4a05);
         let mut marks = Vec::new();
         let mut round = 0;
@@ -623,9 +623,7 @@ pub fn failover(frontend: &str, control: &Control, rounds: usize) -> anyhow::Res
     let frontend = frontend.to_string();
     let control = control.clone();
     actix_rt::System::new().block_on(async move {
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .finish();
+        let client = run::client(Duration::from_secs(30), 1);
         let mut times = Vec::new();
         for round in 0..rounds {
             let status = frontend_status(&client, &frontend).await?;

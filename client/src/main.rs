@@ -16,6 +16,10 @@ use tradenet_client::run::{self, RunOpts, DEFAULT_STOCKS};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
+    /// The CA to trust for `https://` addresses (the cluster's `[tls] ca`, PEM); nothing else
+    /// is trusted.
+    #[arg(long, global = true, env = "TRADENET__TLS__CA")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -200,6 +204,9 @@ fn main() {
 }
 
 fn run_cli(cli: Cli) -> anyhow::Result<bool> {
+    if let Some(ca) = &cli.ca {
+        tradenet_client::control::trust_ca(ca)?;
+    }
     match cli.command {
         Cmd::Run { load, csv } => {
             let r = run::run(&load.opts(), Arc::default())?;

@@ -224,14 +224,7 @@ async fn session(
 
 /// A client for one thread's sessions.
 pub fn client(timeout: Duration, connections: usize) -> awc::Client {
-    awc::Client::builder()
-        .timeout(timeout)
-        .connector(
-            awc::Connector::new()
-                .limit(connections.max(1))
-                .timeout(timeout),
-        )
-        .finish()
+    crate::control::http_client(timeout, connections, false)
 }
 
 /// Runs the experiment; see the module docs.

@@ -36,6 +36,9 @@ pub struct Config {
     /// Who may call the internal and control APIs.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// TLS on every listener and call.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// The order replicas.
     pub replicas: Vec<ReplicaConfig>,
 }
@@ -50,6 +53,18 @@ pub struct ClusterConfig {
     pub secret: String,
     /// A file holding the secret (surrounding white space ignored).
     pub secret_file: String,
+}
+
+/// `[tls]`: PEM files; all three or none (plain HTTP).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// This process's certificate chain, its own first.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+    /// The CA every caller trusts, and nothing else.
+    pub ca: String,
 }
 
 /// `[launcher]`
@@ -222,6 +237,33 @@ impl Config {
         Ok(Some(secret.to_string()))
     }
 
+    /// The TLS configurations of `[tls]`; `None` when it is not set. Some keys set but not
+    /// all, or a file that is missing or not what it should be, is an error naming it.
+    pub fn tls(&self) -> anyhow::Result<Option<crate::http::Tls>> {
+        let t = &self.tls;
+        let keys = [("cert", &t.cert), ("key", &t.key), ("ca", &t.ca)];
+        let missing: Vec<&str> = keys
+            .iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        if missing.len() == keys.len() {
+            return Ok(None);
+        }
+        if !missing.is_empty() {
+            bail!(
+                "[tls] needs cert, key and ca together; missing: tls.{}",
+                missing.join(", tls.")
+            );
+        }
+        use tradenet_actors::tls;
+        Ok(Some(crate::http::Tls {
+            server: tls::server_config(Path::new(&t.cert), Path::new(&t.key))
+                .context("tls.cert/tls.key")?,
+            client: tls::client_config(Path::new(&t.ca)).context("tls.ca")?,
+        }))
+    }
+
     /// Like Redis's protected mode: a service that listens beyond loopback must have a cluster
     /// secret, or anyone who reaches the port could call its internal API. `what` names the
     /// listener in the message.
@@ -285,13 +327,34 @@ fn check_addr(key: &str, addr: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Turns a `host:port` into a base URL.
+/// Turns a `host:port` into a base URL: `https://` when this process runs with TLS.
 pub fn url(addr: &str) -> String {
-    format!("http://{addr}")
+    format!("{}://{addr}", crate::http::scheme())
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn tls_needs_all_three_files_and_names_what_is_wrong() {
+        use super::*;
+        let c = Config::load(None, &[]).unwrap();
+        assert!(c.tls().unwrap().is_none(), "no [tls]: plain HTTP");
+        let c = Config::load(None, &[("tls.cert", "/x/cert.pem".into())]).unwrap();
+        let e = c.tls().unwrap_err().to_string();
+        assert!(e.contains("missing: tls.key, tls.ca"), "{e}");
+        let c = Config::load(
+            None,
+            &[
+                ("tls.cert", "/nonexistent/cert.pem".into()),
+                ("tls.key", "/nonexistent/key.pem".into()),
+                ("tls.ca", "/nonexistent/ca.pem".into()),
+            ],
+        )
+        .unwrap();
+        let e = format!("{:#}", c.tls().unwrap_err());
+        assert!(e.contains("/nonexistent/cert.pem"), "{e}");
+    }
 
     #[test]
     fn only_loopback_listeners_may_run_without_a_secret() {

@@ -26,6 +26,59 @@ fn secret() -> Option<&'static str> {
     SECRET.get().and_then(|s| s.as_deref())
 }
 
+/// This process's TLS (`[tls]`): what it serves with, and what it trusts when it calls.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// Its certificate and key.
+    pub server: rustls::ServerConfig,
+    /// The cluster's CA.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+static TLS: std::sync::OnceLock<Option<Tls>> = std::sync::OnceLock::new();
+
+/// Sets this process's TLS; call once, before serving or calling anything.
+pub fn set_tls(tls: Option<Tls>) {
+    let _ = TLS.set(tls);
+}
+
+/// This process's TLS, when it has one.
+pub fn tls() -> Option<&'static Tls> {
+    TLS.get().and_then(|t| t.as_ref())
+}
+
+/// `https` with TLS, else `http`.
+pub fn scheme() -> &'static str {
+    if tls().is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// Listens on `listener`, with TLS when this process has it.
+pub fn listen<F, I, S, B>(
+    server: actix_web::HttpServer<F, I, S, B>,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::HttpServer<F, I, S, B>>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
+    S: actix_web::dev::ServiceFactory<actix_http::Request, Config = actix_web::dev::AppConfig>
+        + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<actix_http::Response<B>> + 'static,
+    <S::Service as Service<actix_http::Request>>::Future: 'static,
+    S::Service: 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    match tls() {
+        Some(t) => server.listen_rustls_0_23(listener, t.server.clone()),
+        None => server.listen(listener),
+    }
+}
+
 /// The paths only the cluster may call.
 fn guarded(path: &str) -> bool {
     path.starts_with("/internal/") || path.starts_with("/control/")
@@ -329,7 +382,7 @@ where
         std::sync::OnceLock::<S>::new(),
         std::sync::Mutex::new(Some(start)),
     ));
-    actix_web::HttpServer::new(move || {
+    let server = actix_web::HttpServer::new(move || {
         let (cell, start) = &*state;
         let s = cell
             .get_or_init(|| {
@@ -343,10 +396,8 @@ where
         let routes = routes.clone();
         app(service, metrics.clone(), move |cfg| routes(s, cfg))
     })
-    .workers(workers)
-    .listen(listener)?
-    .run()
-    .await?;
+    .workers(workers);
+    listen(server, listener)?.run().await?;
     Ok(())
 }
 
@@ -367,9 +418,11 @@ pub fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
 /// A client for calls to other services; one per thread (awc clients are not `Send`). It
 /// carries the cluster secret, when there is one, on every call.
 pub fn client(timeout: Duration) -> awc::Client {
-    let mut builder = awc::Client::builder()
-        .timeout(timeout)
-        .connector(awc::Connector::new().timeout(timeout).limit(256));
+    let mut connector = awc::Connector::new().timeout(timeout).limit(256);
+    if let Some(t) = tls() {
+        connector = connector.rustls_0_23(t.client.clone());
+    }
+    let mut builder = awc::Client::builder().timeout(timeout).connector(connector);
     if let Some(secret) = secret() {
         builder = builder.add_default_header((
             actix_web::http::header::AUTHORIZATION,

@@ -118,6 +118,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         secret = Some(cluster_secret(&config)?);
     }
     tradenet::http::set_secret(secret.clone());
+    tradenet::http::set_tls(config.tls()?);
     match cli.command {
         Command::Up { .. } => {
             let mut env = flags_as_env(matches);

@@ -193,17 +193,19 @@ impl ControlServer {
                 let metrics = Metrics::new("launcher");
                 let served = actix_web::rt::System::new().block_on(async move {
                     let tx = Commands(tx);
-                    let server = actix_web::HttpServer::new(move || {
-                        let tx = tx.clone();
-                        http::app("launcher", metrics.clone(), move |cfg| {
-                            cfg.app_data(web::Data::new(tx));
-                            configure(cfg);
+                    let server = http::listen(
+                        actix_web::HttpServer::new(move || {
+                            let tx = tx.clone();
+                            http::app("launcher", metrics.clone(), move |cfg| {
+                                cfg.app_data(web::Data::new(tx));
+                                configure(cfg);
+                            })
                         })
-                    })
-                    .workers(1)
-                    // Ctrl-C and SIGTERM belong to the launcher, which stops this server.
-                    .disable_signals()
-                    .listen(listener)?
+                        .workers(1)
+                        // Ctrl-C and SIGTERM belong to the launcher, which stops this server.
+                        .disable_signals(),
+                        listener,
+                    )?
                     .run();
                     let _ = handle_tx.send(server.handle());
                     server.await
@@ -219,7 +221,10 @@ impl ControlServer {
                 anyhow::bail!("launcher control API on {addr} did not start");
             }
         };
-        log::info!("control API on http://{addr}/control/v1/processes");
+        log::info!(
+            "control API on {}://{addr}/control/v1/processes",
+            http::scheme()
+        );
         Ok(ControlServer {
             commands,
             server,

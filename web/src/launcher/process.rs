@@ -197,13 +197,17 @@ fn forward(pipe: impl Read + Send + 'static, prefix: String) -> JoinHandle<()> {
 /// A client for readiness probes: short timeouts, so a child that does not listen yet costs
 /// one poll, not a hung launcher.
 fn probe_agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
+    let agent = ureq::AgentBuilder::new()
         .timeout_connect(PROBE_CONNECT_TIMEOUT)
-        .timeout(PROBE_TIMEOUT)
-        .build()
+        .timeout(PROBE_TIMEOUT);
+    match crate::http::tls() {
+        Some(t) => agent.tls_config(t.client.clone()),
+        None => agent,
+    }
+    .build()
 }
 
-/// True when `http://addr/ready` answers 200 (the service can do its job).
+/// True when `/ready` at `addr` answers 200 (the service can do its job).
 fn is_ready(agent: &ureq::Agent, addr: &str) -> bool {
     // ureq answers 4xx and 5xx as errors; 503 means "still recovering".
     matches!(agent.get(&format!("{}/ready", url(addr))).call(), Ok(res) if res.status() == 200)

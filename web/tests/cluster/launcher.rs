@@ -11,7 +11,7 @@ use tradenet_actors::types::TradeKind;
 use tradenet_actors::wire;
 
 /// Stops `up` (SIGTERM, so it stops its children too) when the test ends, however it ends.
-struct Up(std::process::Child);
+pub struct Up(std::process::Child);
 
 impl Drop for Up {
     fn drop(&mut self) {
@@ -28,9 +28,9 @@ impl Drop for Up {
     }
 }
 
-#[test]
-fn up_makes_a_private_secret_hands_it_to_its_children_and_guards_its_control_api() {
-    let c = Cluster::new(Opts::default());
+/// Runs `tradenet up` on the configuration of `c`, with its control API on a port of its
+/// own; returns once it says it is up, with the control address.
+pub fn start_up(c: &Cluster) -> (Up, String) {
     let control = format!("127.0.0.1:{}", free_port());
     let config = std::fs::read_to_string(&c.config).unwrap().replace(
         "[order]",
@@ -60,9 +60,15 @@ fn up_makes_a_private_secret_hands_it_to_its_children_and_guards_its_control_api
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("`up` did not say it is up within 60 s");
         if line.contains("Trade-Net is up") {
-            break;
+            return (up, control);
         }
     }
+}
+
+#[test]
+fn up_makes_a_private_secret_hands_it_to_its_children_and_guards_its_control_api() {
+    let c = Cluster::new(Opts::default());
+    let (up, control) = start_up(&c);
 
     let path = c.dir.path().join("data/cluster.secret");
     let secret = std::fs::read_to_string(&path).expect("up made a secret");

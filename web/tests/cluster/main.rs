@@ -16,3 +16,4 @@ mod netns;
 mod orders;
 mod partition;
 mod staleness;
+mod tls;
