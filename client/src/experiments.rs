@@ -145,7 +145,9 @@ async fn json_get<T: DeserializeOwned>(client: &awc::Client, url: &str) -> anyho
 
 /// A front end's `/status`.
 async fn frontend_status(client: &awc::Client, frontend: &str) -> anyhow::Result<FrontendStatus> {
-    json_get(client, &format!("{frontend}{}", wire::STATUS)).await
+    json_get::<wire::DataBody<FrontendStatus>>(client, &format!("{frontend}{}", wire::STATUS))
+        .await
+        .map(|b| b.data)
 }
 
 /// `lru-trace`: a lookup sequence that forces evictions, printing after each step the cache's
@@ -558,8 +560,12 @@ pub fn plain_server(addr: &str, workers: usize) -> anyhow::Result<()> {
 pub fn audit(catalog: &str, replica: &str, initial: u64) -> anyhow::Result<(usize, Vec<String>)> {
     actix_rt::System::new().block_on(async {
         let client = crate::control::cluster_client(Duration::from_secs(30));
-        let status: CatalogStatus =
-            json_get(&client, &format!("{catalog}{}", wire::STATUS)).await?;
+        let status: CatalogStatus = json_get::<wire::DataBody<CatalogStatus>>(
+            &client,
+            &format!("{catalog}{}", wire::STATUS),
+        )
+        .await?
+        .data;
         let mut sums: std::collections::HashMap<String, (i64, u64)> =
             std::collections::HashMap::new();
         let mut after: Option<EntryId> = None;

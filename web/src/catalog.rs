@@ -275,7 +275,7 @@ async fn status(state: web::Data<CatalogState>) -> ApiResult<HttpResponse> {
         .await
         .map_err(to_api)?;
     let hello = state.publisher.send(AskHello(None)).await.map_err(to_api)?;
-    Ok(HttpResponse::Ok().json(CatalogStatus {
+    Ok(crate::http::ok(CatalogStatus {
         epoch: status.epoch,
         incarnation: hello.incarnation,
         last_trade: status.last_seq,

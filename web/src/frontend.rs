@@ -248,7 +248,7 @@ async fn status(state: web::Data<FrontendState>) -> ApiResult<HttpResponse> {
         .map_err(mailbox)?;
     let cache = cache_status(&state).await?;
     let link = state.link.send(LinkStatus).await.map_err(mailbox)?;
-    Ok(HttpResponse::Ok().json(FrontendStatus {
+    Ok(ok(FrontendStatus {
         cache,
         catalog: link,
         epoch: sup.epoch,

@@ -147,7 +147,7 @@ pub struct InvalidationAck {
     pub ok: bool,
 }
 
-/// The catalog's `GET /status` (not enveloped). Fields in alphabetical order, as the
+/// The catalog's `GET /status`. Fields in alphabetical order, as the
 /// `json!` literal it replaced wrote them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CatalogStatus {

@@ -71,7 +71,7 @@ pub struct PlaceOrder {
     pub kind: TradeKind,
 }
 
-/// The front end's `GET /status` (not enveloped): its supervisor's view of the replicas, its
+/// The front end's `GET /status`: its supervisor's view of the replicas, its
 /// cache, and its link to the catalog. Fields in alphabetical order, as the `json!` literal it
 /// replaced wrote them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

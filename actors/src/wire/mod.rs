@@ -143,7 +143,7 @@ fn fill(pattern: &str, value: impl fmt::Display) -> String {
     }
 }
 
-/// The envelope of every successful answer except `/status`: `{"data": ...}`.
+/// The envelope of every successful answer: `{"data": ...}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataBody<T> {
     /// The answer itself.

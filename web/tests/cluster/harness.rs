@@ -499,7 +499,7 @@ pub fn try_frontend_status(frontend: &str) -> Option<FrontendStatus> {
         return None;
     };
     Some(
-        serde_json::from_value(body.clone())
+        serde_json::from_value(body["data"].clone())
             .unwrap_or_else(|e| panic!("front end /status of an unknown shape ({e}): {body}")),
     )
 }
@@ -514,7 +514,7 @@ pub fn serving_leader(frontend: &str) -> Option<(u64, u64)> {
 pub fn catalog_status(catalog: &str) -> CatalogStatus {
     let (status, body) = get(catalog, wire::STATUS);
     assert_eq!(status, 200, "catalog /status: {body}");
-    serde_json::from_value(body.clone())
+    serde_json::from_value(body["data"].clone())
         .unwrap_or_else(|e| panic!("catalog /status of an unknown shape ({e}): {body}"))
 }
 

@@ -138,7 +138,7 @@ fn last_number(c: &Cluster, id: u64) -> Option<u64> {
 fn epoch(c: &Cluster) -> u64 {
     let (status, body) = get(&c.frontend, "/status");
     assert_eq!(status, 200, "front end /status: {body}");
-    body["epoch"]
+    body["data"]["epoch"]
         .as_u64()
         .unwrap_or_else(|| panic!("no epoch in /status: {body}"))
 }
@@ -449,7 +449,7 @@ fn acknowledged_orders_stay_readable_while_a_lagging_replica_takes_over() {
     while killed_at.elapsed() < HOLD_LIMIT {
         if named.is_none() {
             named = try_get(&c.frontend, "/status")
-                .and_then(|(_, s)| s["leader"].as_u64())
+                .and_then(|(_, s)| s["data"]["leader"].as_u64())
                 .filter(|l| *l != leader)
                 .map(|l| (l, total_reads()));
         }

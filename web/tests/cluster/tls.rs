@@ -70,7 +70,7 @@ fn a_cluster_runs_over_tls_and_answers_only_callers_that_trust_its_ca() {
     let f = &c.frontend;
     let status = wait_for("a leader over TLS", READY, || {
         let (code, body) = call(tls.get(&https(f, wire::STATUS)), None).ok()?;
-        let s: FrontendStatus = serde_json::from_value(body.get("data").unwrap_or(&body).clone())
+        let s: FrontendStatus = serde_json::from_value(body["data"].clone())
             .unwrap_or_else(|e| panic!("front end /status ({e}): {body}"));
         (code == 200 && s.serving_leader().is_some()).then_some(s)
     });
