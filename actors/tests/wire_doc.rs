@@ -410,6 +410,43 @@ fn rows() -> Vec<Row> {
                 sha256: "e3b0c442".into(),
             })],
         ),
+        row(
+            INTERNAL,
+            CONTROL,
+            "GET",
+            wire::CONTROL_OVERVIEW,
+            vec![
+                ex(Overview {
+                    processes: vec![],
+                    requests: vec![],
+                }),
+                ex(ProcessView {
+                    addr: "127.0.0.1:8092".into(),
+                    name: "order-2".into(),
+                    pid: 4242,
+                    ready: true,
+                    running: true,
+                    status: None,
+                }),
+                ex(RouteCount {
+                    count: 10,
+                    route: "/orders".into(),
+                    seconds: 0.02,
+                }),
+            ],
+        ),
+        row(
+            INTERNAL,
+            CONTROL,
+            "POST",
+            wire::CONTROL_LOAD,
+            vec![ex(Load {
+                clients: 4,
+                p: 0.5,
+                seconds: 5,
+            })],
+        ),
+        row(INTERNAL, CONTROL, "GET", wire::CONSOLE, vec![]),
         row(Doc::Readme, PUBLIC, "GET", wire::STOCK, vec![ex(stock())]),
         row(
             Doc::Readme,

@@ -22,7 +22,8 @@ pub fn set_secret(secret: Option<String>) {
     let _ = SECRET.set(secret);
 }
 
-fn secret() -> Option<&'static str> {
+/// This process's cluster secret, if it has one.
+pub fn secret() -> Option<&'static str> {
     SECRET.get().and_then(|s| s.as_deref())
 }
 
@@ -413,6 +414,19 @@ pub fn workers(configured: usize) -> usize {
 /// Binds `addr`, naming it in the error.
 pub fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
     std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// A blocking client (ureq) for threads outside actix: the launcher's readiness probes and
+/// the console's load. It trusts the cluster's CA when this process has TLS.
+pub fn blocking_agent(connect: Duration, timeout: Duration) -> ureq::Agent {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(connect)
+        .timeout(timeout);
+    match tls() {
+        Some(t) => agent.tls_config(t.client.clone()),
+        None => agent,
+    }
+    .build()
 }
 
 /// A client for calls to other services; one per thread (awc clients are not `Send`). It

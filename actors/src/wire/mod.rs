@@ -94,6 +94,14 @@ pub const CONTROL_START: &str = "/control/v1/start/{name}";
 pub const CONTROL_RESTART_FRONTEND: &str = "/control/v1/restart/frontend";
 /// `GET`: every replica's order file, a list of [`control::Digest`].
 pub const CONTROL_DIGESTS: &str = "/control/v1/digests";
+/// `GET`: every process with its status and readiness, and the front end's request counts,
+/// [`control::Overview`] (what the console polls).
+pub const CONTROL_OVERVIEW: &str = "/control/v1/overview";
+/// `POST ?clients=N&seconds=S&p=P`: start a short load at the front end, [`control::Load`].
+pub const CONTROL_LOAD: &str = "/control/v1/load";
+/// `GET`: the console, a web page (open; its calls carry the secret from the page's
+/// `#token=` fragment).
+pub const CONSOLE: &str = "/";
 
 /// Largest request body any service accepts, in bytes; larger bodies get 413 `too_large`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tradenet_actors::wire::{self, control as shapes, ErrorKind};
 
+use super::console::ConsoleConfig;
 use crate::error::ApiError;
 use crate::http::{self, ok, Metrics};
 
@@ -162,15 +163,30 @@ async fn restart_frontend(
 
 /// Hands `command` to the main thread and answers what it replies.
 async fn ask(commands: &Commands, command: Command) -> Result<HttpResponse, ApiError> {
+    ask_reply(commands, command).await.map(ok)
+}
+
+async fn ask_reply(commands: &Commands, command: Command) -> Answer {
     let (reply, answer) = oneshot::channel();
     commands
         .0
         .send(Request { command, reply })
         .map_err(|_| stopping())?;
     match actix_web::rt::time::timeout(REPLY_TIMEOUT, answer).await {
-        Ok(Ok(answer)) => answer.map(ok),
+        Ok(Ok(answer)) => answer,
         Ok(Err(_)) => Err(stopping()),
         Err(_) => Err(ApiError::unavailable("launcher busy")),
+    }
+}
+
+/// Every process the launcher owns, as `processes` lists them.
+pub async fn ask_processes(commands: &Commands) -> Result<Vec<shapes::Process>, ApiError> {
+    match ask_reply(commands, Command::List).await? {
+        Reply::Processes(list) => Ok(list),
+        other => Err(ApiError::with_kind(
+            ErrorKind::Internal,
+            format!("the launcher answered a list with {other:?}"),
+        )),
     }
 }
 
@@ -182,8 +198,8 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Serves the control API on `listener`, from a thread of its own.
-    pub fn start(listener: TcpListener) -> anyhow::Result<ControlServer> {
+    /// Serves the control API and the console on `listener`, from a thread of its own.
+    pub fn start(listener: TcpListener, console: ConsoleConfig) -> anyhow::Result<ControlServer> {
         let addr = listener.local_addr()?;
         let (tx, commands) = mpsc::channel();
         let (handle_tx, handle_rx) = mpsc::sync_channel(1);
@@ -195,10 +211,12 @@ impl ControlServer {
                     let tx = Commands(tx);
                     let server = http::listen(
                         actix_web::HttpServer::new(move || {
-                            let tx = tx.clone();
+                            let (tx, console) = (tx.clone(), console.clone());
                             http::app("launcher", metrics.clone(), move |cfg| {
-                                cfg.app_data(web::Data::new(tx));
+                                cfg.app_data(web::Data::new(tx))
+                                    .app_data(web::Data::new(console));
                                 configure(cfg);
+                                super::console::configure(cfg);
                             })
                         })
                         .workers(1)

@@ -27,8 +27,12 @@ macro_rules! control_app {
             "launcher",
             Metrics::new("launcher"),
             move |cfg| {
-                cfg.app_data(web::Data::new(commands));
+                cfg.app_data(web::Data::new(commands))
+                    .app_data(web::Data::new(ConsoleConfig {
+                        stocks: vec!["GameStart".into()],
+                    }));
                 configure(cfg);
+                crate::launcher::console::configure(cfg);
             },
         ))
         .await
@@ -146,7 +150,10 @@ async fn launcher_errors_keep_their_status_and_kind() {
 fn the_server_answers_and_stops_when_dropped() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = ControlServer::start(listener).unwrap();
+    let console = ConsoleConfig {
+        stocks: vec!["GameStart".into()],
+    };
+    let server = ControlServer::start(listener, console).unwrap();
     let client = std::thread::spawn({
         let url = format!("http://{addr}/control/v1/processes");
         move || {
@@ -169,4 +176,34 @@ fn the_server_answers_and_stops_when_dropped() {
         assert!(std::time::Instant::now() < deadline, "still listening");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[actix_web::test]
+async fn the_console_is_a_page_and_its_load_is_bounded() {
+    let (commands, _seen) = stand_in(|_| Ok(Reply::Processes(vec![])));
+    let app = control_app!(commands);
+    let res = call_service(&app, TestRequest::get().uri("/").to_request()).await;
+    assert_eq!(res.status().as_u16(), 200);
+    let kind = res.headers().get("content-type").unwrap().to_str().unwrap();
+    assert!(kind.starts_with("text/html"), "{kind}");
+    for query in [
+        "clients=0",
+        "clients=33",
+        "seconds=0",
+        "seconds=61",
+        "p=1.5",
+        "p=-1",
+    ] {
+        let req = TestRequest::post().uri(&format!("/control/v1/load?{query}"));
+        let (status, body) = call(&app, req.to_request()).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["kind"], "bad_request", "{query}: {body}");
+    }
+    // In range, but no front end among the processes: 503, nothing started.
+    let (status, body) = call(
+        &app,
+        TestRequest::post().uri("/control/v1/load").to_request(),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
 }

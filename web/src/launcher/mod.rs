@@ -17,6 +17,7 @@
 //! (their parent-death signal is tied to it). [`process`] owns the processes themselves and
 //! [`control`] the HTTP control API, which sends this loop commands over a channel.
 
+pub mod console;
 pub mod control;
 pub mod process;
 
@@ -64,7 +65,15 @@ pub fn run(config: &Config, child_env: &[(OsString, OsString)]) -> anyhow::Resul
         "" => None,
         addr => {
             let listener = crate::http::bind(addr).context("launcher control API")?;
-            Some(ControlServer::start(listener)?)
+            let console = console::ConsoleConfig {
+                stocks: config
+                    .catalog
+                    .stocks
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect(),
+            };
+            Some(ControlServer::start(listener, console)?)
         }
     };
     while !STOP.load(Ordering::SeqCst) {
@@ -296,6 +305,15 @@ fn print_urls(config: &Config) {
             "  {:<9}  {}\n",
             format!("order-{}", r.id),
             url(&r.addr)
+        ));
+    }
+    if !config.launcher.control_addr.is_empty() {
+        // The secret rides in the fragment, which the browser keeps to itself.
+        let token = crate::http::secret().map_or(String::new(), |s| format!("#token={s}"));
+        text.push_str(&format!(
+            "  {:<9}  {}/{token}   (live console: kill, restart, load)\n",
+            "console",
+            url(&config.launcher.control_addr)
         ));
     }
     text.push_str("Ctrl-C stops everything.\n");

@@ -197,14 +197,7 @@ fn forward(pipe: impl Read + Send + 'static, prefix: String) -> JoinHandle<()> {
 /// A client for readiness probes: short timeouts, so a child that does not listen yet costs
 /// one poll, not a hung launcher.
 fn probe_agent() -> ureq::Agent {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(PROBE_CONNECT_TIMEOUT)
-        .timeout(PROBE_TIMEOUT);
-    match crate::http::tls() {
-        Some(t) => agent.tls_config(t.client.clone()),
-        None => agent,
-    }
-    .build()
+    crate::http::blocking_agent(PROBE_CONNECT_TIMEOUT, PROBE_TIMEOUT)
 }
 
 /// True when `/ready` at `addr` answers 200 (the service can do its job).
