@@ -11,4 +11,5 @@ pub mod frontend;
 pub mod http;
 pub mod launcher;
 pub mod replica;
+pub mod status;
 pub mod supervisor;

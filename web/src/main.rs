@@ -5,8 +5,17 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 use tradenet::config::Config;
 use tradenet::dirlock::DirLock;
+
+/// The package version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TRADENET_COMMIT"),
+    ")"
+);
 
 /// Trade-Net: a fault-tolerant stock exchange (catalog, replicated orders, cached front end).
 ///
@@ -15,7 +24,7 @@ use tradenet::dirlock::DirLock;
 /// TRADENET__SECTION__KEY (e.g. TRADENET__FRONTEND__CACHE_SIZE=0); a flag that sets a key
 /// shows its variable, and the flag wins over it. Log detail: RUST_LOG.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version = VERSION, about, long_about)]
 struct Cli {
     /// TOML configuration file, layered over the embedded default.
     #[arg(
@@ -66,6 +75,28 @@ enum Command {
         #[arg(long, env = "TRADENET__FRONTEND__CACHE_SIZE")]
         cache_size: Option<usize>,
     },
+    /// Ask every process of the configuration for its readiness and status and print them as
+    /// a table (process, address, up, ready, role, epoch, last order, how far behind, why not
+    /// ready). Exits 0 when every process is ready, 1 when one is not or the configuration
+    /// is bad.
+    Status {
+        /// Print JSON (each row with the process's own /status) instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for each process, in milliseconds.
+        #[arg(long, default_value_t = 1000, value_name = "MS")]
+        timeout_ms: u64,
+    },
+    /// Load the configuration (embedded default, then --config, then TRADENET__* variables),
+    /// check it (addresses, ids, durations, the secret file, TLS files) and print the
+    /// effective result as TOML, the secret masked. Exits non-zero on any error, saying which.
+    CheckConfig,
+    /// Print a completion script for a shell (e.g. `tradenet completions bash >
+    /// /etc/bash_completion.d/tradenet`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() {
@@ -109,7 +140,33 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         } => overrides.push(("frontend.cache_size", n.to_string())),
         _ => {}
     }
+    if let Command::Completions { shell } = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "tradenet",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
+    match &cli.command {
+        Command::CheckConfig => return check_config(&config, cli.config.as_deref()),
+        Command::Status { json, timeout_ms } => {
+            tradenet::http::set_tls(config.tls()?);
+            let rows = tradenet::status::collect(&config, Duration::from_millis(*timeout_ms));
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", tradenet::status::table(&rows));
+            }
+            if rows.iter().any(|r| !r.ready) {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&config.log))
         .format_timestamp_millis()
         .init();
@@ -140,12 +197,57 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             let listener = tradenet::http::bind(&config.replica(id)?.addr)?;
             actix_web::rt::System::new().block_on(tradenet::replica::run(config, id, listener))
         }
+        Command::Status { .. } | Command::CheckConfig | Command::Completions { .. } => {
+            unreachable!("answered above")
+        }
         Command::Frontend { .. } => {
             config.require_secret_beyond_loopback("frontend", &config.frontend.addr)?;
             let listener = tradenet::http::bind(&config.frontend.addr)?;
             actix_web::rt::System::new().block_on(tradenet::frontend::run(config, listener))
         }
     }
+}
+
+/// `check-config`: everything `Config::load` checks, plus what a process checks when it
+/// starts (the secret file, the TLS files); prints the effective configuration.
+fn check_config(config: &Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let secret = config.secret()?;
+    config.tls()?;
+    let mut shown = config.clone();
+    if !shown.cluster.secret.is_empty() {
+        shown.cluster.secret = "<set, masked>".into();
+    }
+    let layers = match file {
+        Some(f) => format!("embedded default, {}, TRADENET__* environment", f.display()),
+        None => "embedded default, TRADENET__* environment".to_string(),
+    };
+    println!("# effective configuration ({layers})\n");
+    print!("{}", toml::to_string(&shown)?);
+    let beyond: Vec<&str> = std::iter::once(config.catalog.addr.as_str())
+        .chain(std::iter::once(config.frontend.addr.as_str()))
+        .chain(config.replicas.iter().map(|r| r.addr.as_str()))
+        .filter(|a| !tradenet::config::is_loopback(a))
+        .collect();
+    eprintln!(
+        "tradenet: configuration OK: {} replicas, secret {}, TLS {}{}",
+        config.replicas.len(),
+        if secret.is_some() {
+            "set"
+        } else {
+            "not set (up makes one)"
+        },
+        if config.tls.cert.is_empty() {
+            "off"
+        } else {
+            "on"
+        },
+        if beyond.is_empty() {
+            String::new()
+        } else {
+            format!("; listening beyond loopback: {}", beyond.join(", "))
+        }
+    );
+    Ok(())
 }
 
 /// The secret `tradenet up` hands its children when none is configured: the one in

@@ -4,6 +4,7 @@
 mod auth;
 mod cache;
 mod catalog;
+mod commands;
 mod fencing;
 mod frontends;
 mod guards;
