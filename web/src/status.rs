@@ -35,6 +35,14 @@ pub struct Row {
     pub status: Option<Value>,
 }
 
+/// What one process answered: its `/status` data and its `/ready` (or why not).
+struct Asked {
+    name: String,
+    addr: String,
+    status: Result<Value, String>,
+    ready: Result<(), String>,
+}
+
 /// Asks every process of `config`; at most `timeout` per call, all at once.
 pub fn collect(config: &Config, timeout: Duration) -> Vec<Row> {
     let mut targets = vec![("catalog".to_string(), config.catalog.addr.clone())];
@@ -46,50 +54,54 @@ pub fn collect(config: &Config, timeout: Duration) -> Vec<Row> {
     );
     targets.push(("frontend".to_string(), config.frontend.addr.clone()));
     let agent = crate::http::blocking_agent(timeout, timeout);
-    let asked: Vec<(String, String, Result<Value, String>, Result<(), String>)> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = targets
-                .into_iter()
-                .map(|(name, addr)| {
-                    let agent = agent.clone();
-                    scope.spawn(move || {
-                        let base = url(&addr);
-                        let status = agent
-                            .get(&format!("{base}{}", wire::STATUS))
-                            .call()
-                            .map_err(|e| e.to_string())
-                            .and_then(|r| {
-                                r.into_json::<DataBody<Value>>()
-                                    .map(|b| b.data)
-                                    .map_err(|e| e.to_string())
-                            });
-                        let ready = match agent.get(&format!("{base}{}", wire::READY)).call() {
-                            Ok(_) => Ok(()),
-                            Err(ureq::Error::Status(_, r)) => Err(r
-                                .into_json::<Value>()
-                                .ok()
-                                .and_then(|v| v["error"]["message"].as_str().map(String::from))
-                                .unwrap_or_else(|| "not ready".into())),
-                            Err(ureq::Error::Transport(t)) => {
-                                Err(format!("no answer ({})", t.kind()).to_lowercase())
-                            }
-                        };
-                        (name, addr, status, ready)
-                    })
+    let asked: Vec<Asked> = std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .into_iter()
+            .map(|(name, addr)| {
+                let agent = agent.clone();
+                scope.spawn(move || {
+                    let base = url(&addr);
+                    let status = agent
+                        .get(&format!("{base}{}", wire::STATUS))
+                        .call()
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| {
+                            r.into_json::<DataBody<Value>>()
+                                .map(|b| b.data)
+                                .map_err(|e| e.to_string())
+                        });
+                    let ready = match agent.get(&format!("{base}{}", wire::READY)).call() {
+                        Ok(_) => Ok(()),
+                        Err(ureq::Error::Status(_, r)) => Err(r
+                            .into_json::<Value>()
+                            .ok()
+                            .and_then(|v| v["error"]["message"].as_str().map(String::from))
+                            .unwrap_or_else(|| "not ready".into())),
+                        Err(ureq::Error::Transport(t)) => {
+                            Err(format!("no answer ({})", t.kind()).to_lowercase())
+                        }
+                    };
+                    Asked {
+                        name,
+                        addr,
+                        status,
+                        ready,
+                    }
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a status thread panicked"))
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a status thread panicked"))
+            .collect()
+    });
     rows(asked)
 }
 
 /// Turns the answers into rows: roles, epochs, last orders, and each follower's distance
 /// behind the leader the front end names (or the replica that says it leads).
-fn rows(asked: Vec<(String, String, Result<Value, String>, Result<(), String>)>) -> Vec<Row> {
-    let statuses: Vec<Option<&Value>> = asked.iter().map(|a| a.2.as_ref().ok()).collect();
+fn rows(asked: Vec<Asked>) -> Vec<Row> {
+    let statuses: Vec<Option<&Value>> = asked.iter().map(|a| a.status.as_ref().ok()).collect();
     let leader_last = statuses
         .iter()
         .flatten()
@@ -98,44 +110,48 @@ fn rows(asked: Vec<(String, String, Result<Value, String>, Result<(), String>)>)
         .max();
     asked
         .iter()
-        .map(|(name, addr, status, ready)| {
-            let s = status.as_ref().ok();
-            let (role, epoch, last) = match (name.as_str(), s) {
-                (_, None) => (String::new(), None, None),
-                ("catalog", Some(s)) => (
-                    "catalog".to_string(),
-                    s["epoch"].as_u64(),
-                    s["last_trade"].as_u64(),
-                ),
-                ("frontend", Some(s)) => ("front end".to_string(), s["epoch"].as_u64(), None),
-                (_, Some(s)) => (
-                    s["role"].as_str().unwrap_or("?").to_string(),
-                    s["term"]["epoch"].as_u64(),
-                    s["last"]["number"].as_u64(),
-                ),
-            };
-            let behind = match (name.starts_with("order-"), role.as_str(), leader_last) {
-                (true, "follower" | "recovering", Some(l)) => {
-                    Some(l.saturating_sub(last.unwrap_or(0)) + u64::from(last.is_none()))
+        .map(
+            |Asked {
+                 name,
+                 addr,
+                 status,
+                 ready,
+             }| {
+                let s = status.as_ref().ok();
+                let (role, epoch, last) = match (name.as_str(), s) {
+                    (_, None) => (String::new(), None, None),
+                    ("catalog", Some(s)) => (
+                        "catalog".to_string(),
+                        s["epoch"].as_u64(),
+                        s["last_trade"].as_u64(),
+                    ),
+                    ("frontend", Some(s)) => ("front end".to_string(), s["epoch"].as_u64(), None),
+                    (_, Some(s)) => (
+                        s["role"].as_str().unwrap_or("?").to_string(),
+                        s["term"]["epoch"].as_u64(),
+                        s["last"]["number"].as_u64(),
+                    ),
+                };
+                let behind = match (name.starts_with("order-"), role.as_str(), leader_last) {
+                    (true, "follower" | "recovering", Some(l)) => {
+                        Some(l.saturating_sub(last.unwrap_or(0)) + u64::from(last.is_none()))
+                    }
+                    _ => None,
+                };
+                Row {
+                    name: name.clone(),
+                    addr: addr.clone(),
+                    up: s.is_some(),
+                    ready: ready.is_ok(),
+                    reason: ready.as_ref().err().cloned(),
+                    role,
+                    epoch,
+                    last,
+                    behind,
+                    status: s.cloned(),
                 }
-                _ => None,
-            };
-            Row {
-                name: name.clone(),
-                addr: addr.clone(),
-                up: s.is_some(),
-                ready: ready.is_ok(),
-                reason: match (ready, status) {
-                    (Ok(()), _) => None,
-                    (Err(e), _) => Some(e.clone()),
-                },
-                role,
-                epoch,
-                last,
-                behind,
-                status: s.cloned(),
-            }
-        })
+            },
+        )
         .collect()
 }
 
@@ -197,36 +213,21 @@ mod tests {
     #[test]
     fn rows_read_roles_epochs_and_how_far_followers_are_behind() {
         let replica = |role: &str, last: Option<u64>| json!({"role": role, "term": {"epoch": 6}, "last": last.map(|n| json!({"number": n, "epoch": 6}))});
+        let asked = |name: &str, status: Result<Value, &str>, ready: Result<(), &str>| Asked {
+            name: name.into(),
+            addr: "a:1".into(),
+            status: status.map_err(String::from),
+            ready: ready.map_err(String::from),
+        };
         let asked = vec![
-            (
-                "catalog".into(),
-                "a:1".into(),
-                Ok(json!({"epoch": 6, "last_trade": 41})),
-                Ok(()),
-            ),
-            (
-                "order-1".into(),
-                "a:2".into(),
-                Ok(replica("follower", Some(37))),
-                Ok(()),
-            ),
-            (
-                "order-2".into(),
-                "a:3".into(),
-                Err("connection refused".into()),
-                Err("connection refused".into()),
-            ),
-            (
-                "order-3".into(),
-                "a:4".into(),
-                Ok(replica("leader", Some(40))),
-                Ok(()),
-            ),
-            (
-                "frontend".into(),
-                "a:5".into(),
+            asked("catalog", Ok(json!({"epoch": 6, "last_trade": 41})), Ok(())),
+            asked("order-1", Ok(replica("follower", Some(37))), Ok(())),
+            asked("order-2", Err("refused"), Err("connection refused")),
+            asked("order-3", Ok(replica("leader", Some(40))), Ok(())),
+            asked(
+                "frontend",
                 Ok(json!({"epoch": 6, "leader": 3})),
-                Err("no leader".into()),
+                Err("no leader"),
             ),
         ];
         let rows = rows(asked);
