@@ -1,7 +1,9 @@
-# Shared by the bench scripts: release build, a temp folder, a config on its own ports, and
+# Shared by the bench scripts: release build, a temp folder, a config on free ports, and
 # cleanup of every process started (by PID) when the script ends. Source it; then call
-# `bench_setup PORT_BASE [CONTROL_ADDR]`, which sets BIN, work and the config $work/bench.toml
-# (front end PORT_BASE+81, catalog +82, replicas +91..+93), and `track PID` for each process.
+# `bench_setup`, which sets BIN (honouring CARGO_TARGET_DIR), work, the config
+# $work/bench.toml and the addresses below, and `track PID` for each process.
+#   BASE: a port base where BASE+79..BASE+93 are all free (another exchange may run on 8079-8093)
+#   CONTROL_ADDR (+79), FE_ADDR (+81), CAT_ADDR (+82), PLAIN_ADDR (+90), R1_ADDR..R3_ADDR (+91..+93)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 pids=()
 track() { pids+=("$1"); }
@@ -11,10 +13,33 @@ cleanup() {
   [ -n "${work:-}" ] && rm -rf "$work"
 }
 trap cleanup EXIT
+# A port base with BASE+79..BASE+93 free on 127.0.0.1, tried from a random start.
+free_base() {
+  python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    base = random.randrange(20000, 31000, 100)
+    socks = []
+    try:
+        for port in range(base + 79, base + 94):
+            s = socket.socket(); s.bind(("127.0.0.1", port)); socks.append(s)
+        print(base); break
+    except OSError:
+        pass
+    finally:
+        for s in socks: s.close()
+else:
+    raise SystemExit("no free port range found")
+PY
+}
 bench_setup() {
-  local base=$1 control=${2:-}
   cargo build --release -q --workspace
-  BIN=$PWD/target/release
+  BIN=$(realpath -m "${CARGO_TARGET_DIR:-$PWD/target}")/release
+  BASE=$(free_base)
+  CONTROL_ADDR=127.0.0.1:$((BASE + 79)) FE_ADDR=127.0.0.1:$((BASE + 81))
+  CAT_ADDR=127.0.0.1:$((BASE + 82)) PLAIN_ADDR=127.0.0.1:$((BASE + 90))
+  R1_ADDR=127.0.0.1:$((BASE + 91)) R2_ADDR=127.0.0.1:$((BASE + 92)) R3_ADDR=127.0.0.1:$((BASE + 93))
+  local base=$BASE control=$CONTROL_ADDR
   work=$(mktemp -d)
   cat > "$work/bench.toml" <<TOML
 data_dir = "$work/data"

@@ -6,7 +6,7 @@ set -euo pipefail
 GAP=${GAP:-100000}
 LOG=${LOG:-1000000}
 source "$(dirname "$0")/common.sh"
-bench_setup 28000
+bench_setup
 now_ms() { date +%s%3N; }
 wait_healthy() { # addr -> elapsed ms since $2
   until curl -sf "http://$1/ready" > /dev/null; do sleep 0.005; done
@@ -23,15 +23,15 @@ for id in 2 3; do mkdir -p "$work/data/order-$id"; "$BIN/tradenet-client" gen-lo
 "$BIN/tradenet" --config "$work/bench.toml" order --id 2 & track $!
 "$BIN/tradenet" --config "$work/bench.toml" order --id 3 & track $!
 "$BIN/tradenet" --config "$work/bench.toml" frontend & track $!
-t=$(now_ms); wait_healthy 127.0.0.1:28092 "$t" > /dev/null; wait_healthy 127.0.0.1:28093 "$t" > /dev/null
+t=$(now_ms); wait_healthy "$R2_ADDR" "$t" > /dev/null; wait_healthy "$R3_ADDR" "$t" > /dev/null
 for _ in $(seq 1 200); do
-  curl -s http://127.0.0.1:28093/internal/v1/state | grep -q '"role":"leader"' && break
+  curl -s "http://$R3_ADDR/internal/v1/state" | grep -q '"role":"leader"' && break
   sleep 0.05
 done
-curl -s http://127.0.0.1:28093/internal/v1/state | grep -q '"role":"leader"' || { echo "replica 3 did not become leader"; exit 1; }
+curl -s "http://$R3_ADDR/internal/v1/state" | grep -q '"role":"leader"' || { echo "replica 3 did not become leader"; exit 1; }
 t=$(now_ms)
 "$BIN/tradenet" --config "$work/bench.toml" order --id 1 & p1=$!; track $p1
-ms=$(wait_healthy 127.0.0.1:28091 "$t")
+ms=$(wait_healthy "$R1_ADDR" "$t")
 same=no
 for _ in $(seq 1 100); do
   cmp -s "$work/data/order-1/orders.jsonl" "$work/data/order-3/orders.jsonl" && { same=yes; break; }
@@ -50,7 +50,7 @@ rm -rf "$work/data"; mkdir -p "$work/data/order-1"
 echo "log of $LOG orders: $(du -h "$work/data/order-1/orders.jsonl" | cut -f1)"
 t=$(now_ms)
 "$BIN/tradenet" --config "$work/bench.toml" order --id 1 & p1=$!; track $p1
-ms=$(wait_healthy 127.0.0.1:28091 "$t")
+ms=$(wait_healthy "$R1_ADDR" "$t")
 echo "figure startup_${LOG}_ms $ms ms"
 sleep 1
 echo "figure startup_rss_at_rest $(rss_mb $p1) MB"

@@ -2,18 +2,18 @@
 # Trade-Net's benchmark: the exchange and a plain actix-web server measured in the same run on
 # this machine, so every figure has a ratio that survives a noisy machine.
 # Prints `figure <name> <value> <unit>` lines, then the ratios, then the recovery figures. Release build, default config
-# (fsync on), ports moved up by 10000 so a running exchange is not disturbed.
+# (fsync on), on free ports so a running exchange is not disturbed.
 #   bench/run.sh            # about 3 minutes (ends with bench/recovery.sh)
 #   DURATION=10 bench/run.sh
 set -euo pipefail
 DURATION=${DURATION:-5}
 source "$(dirname "$0")/common.sh"
-bench_setup 18000 127.0.0.1:18079
-FE=http://127.0.0.1:18081
-PLAIN=http://127.0.0.1:18090
-CONTROL=http://127.0.0.1:18079
+bench_setup
+FE=http://$FE_ADDR
+PLAIN=http://$PLAIN_ADDR
+CONTROL=http://$CONTROL_ADDR
 
-"$BIN/tradenet-client" plain --addr 127.0.0.1:18090 --workers 2 & track $!
+"$BIN/tradenet-client" plain --addr "$PLAIN_ADDR" --workers 2 & track $!
 "$BIN/tradenet" --config "$work/bench.toml" up > "$work/up.out" 2> "$work/up.err" & track $!
 for _ in $(seq 1 200); do grep -q "Trade-Net is up" "$work/up.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "Trade-Net is up" "$work/up.out" || { cat "$work/up.err"; echo "exchange did not start"; exit 1; }
@@ -45,9 +45,9 @@ bench query_c64 query "$FE" 64 "${orders:-1}"
 curl -s "${auth[@]}" -X POST "$CONTROL/control/v1/restart/frontend?cache_size=0" > /dev/null
 bench miss_c64 lookup "$FE" 64
 curl -s "${auth[@]}" -X POST "$CONTROL/control/v1/restart/frontend?cache_size=10" > /dev/null
-"$BIN/tradenet-client" audit --catalog http://127.0.0.1:18082 --replica http://127.0.0.1:18093 | tee -a "$out"
+"$BIN/tradenet-client" audit --catalog "http://$CAT_ADDR" --replica "http://$R3_ADDR" | tee -a "$out"
 "$BIN/tradenet-client" failover --frontend "$FE" --control "$CONTROL" --rounds 3 | tee -a "$out"
-"$BIN/tradenet-client" audit --catalog http://127.0.0.1:18082 --replica http://127.0.0.1:18093 | tee -a "$out"
+"$BIN/tradenet-client" audit --catalog "http://$CAT_ADDR" --replica "http://$R3_ADDR" | tee -a "$out"
 
 echo "== resident memory of each process at rest"
 sleep 1

@@ -13,6 +13,10 @@ use tradenet_client::run::{self, RunOpts, DEFAULT_STOCKS};
 /// Start the exchange first (`tradenet up`), then run one of the subcommands. `sweep` and
 /// `chaos` also use the launcher's control API (default http://127.0.0.1:8079) to restart the
 /// front end and to kill and restart replicas.
+///
+/// Exit status: 0 when every request was answered (409, not enough to buy, is a normal
+/// answer) and every order read back as placed; 2 when requests failed or orders read back
+/// wrong (the first failure is printed); 1 on a usage or setup error.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -215,7 +219,14 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
                 run::write_csv(&path, &r.samples)?;
                 println!("wrote {}", path.display());
             }
-            Ok(r.mismatches.is_empty())
+            let failed = r.samples.iter().filter(|s| s.is_error()).count();
+            if let Some(first) = &r.first_error {
+                eprintln!(
+                    "tradenet-client: {failed} of {} requests failed (409, not enough to buy, is the market's answer and does not count); the first: {first}",
+                    r.samples.len()
+                );
+            }
+            Ok(r.mismatches.is_empty() && failed == 0)
         }
         Cmd::Sweep {
             load,

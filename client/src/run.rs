@@ -75,6 +75,8 @@ pub struct RunReport {
     pub mismatches: Vec<String>,
     /// Wall time of the load phase.
     pub elapsed: Duration,
+    /// What the first failed request (no answer, or a status but 2xx and 409) came to.
+    pub first_error: Option<String>,
 }
 
 struct Session<'a> {
@@ -83,6 +85,7 @@ struct Session<'a> {
     base: &'a str,
     t0: Instant,
     samples: Vec<Sample>,
+    first_error: Option<String>,
 }
 
 impl Session<'_> {
@@ -99,21 +102,28 @@ impl Session<'_> {
             Some(b) => req.send_json(b).await,
             None => req.send().await,
         };
-        let (status, value) = match res {
+        let (status, value, error) = match res {
             Ok(mut r) => {
                 let status = r.status().as_u16();
                 let bytes = r.body().limit(1 << 20).await.ok().map(|b| b.to_vec());
-                (status, bytes)
+                let text = bytes.as_deref().map_or(String::new(), |b| {
+                    String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned()
+                });
+                (status, bytes, format!("answered {status}: {text}"))
             }
-            Err(_) => (0, None),
+            Err(e) => (0, None, format!("no answer: {e}")),
         };
-        self.samples.push(Sample {
+        let sample = Sample {
             session: self.id,
             kind,
             start_us: start.duration_since(self.t0).as_micros() as u64,
             latency_us: start.elapsed().as_micros() as u64,
             status,
-        });
+        };
+        if sample.is_error() && self.first_error.is_none() {
+            self.first_error = Some(format!("{} at {}: {error}", kind.name(), self.base));
+        }
+        self.samples.push(sample);
         (status, value)
     }
 
@@ -167,6 +177,9 @@ pub fn mismatch(placed: &OrderView, status: u16, body: Option<&[u8]>) -> Option<
     })
 }
 
+/// A session's requests, the orders it placed, its mismatches and its first error.
+type SessionResult = (Vec<Sample>, Vec<OrderView>, Vec<String>, Option<String>);
+
 #[allow(clippy::too_many_arguments)]
 async fn session(
     id: usize,
@@ -175,7 +188,7 @@ async fn session(
     t0: Instant,
     stop: &AtomicBool,
     bar: &ProgressBar,
-) -> (Vec<Sample>, Vec<OrderView>, Vec<String>) {
+) -> SessionResult {
     let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(id as u64 * 7919));
     let mut s = Session {
         id,
@@ -183,6 +196,7 @@ async fn session(
         base: &opts.frontend,
         t0,
         samples: Vec::new(),
+        first_error: None,
     };
     let mut placed = Vec::new();
     for _ in 0..opts.iterations {
@@ -219,7 +233,7 @@ async fn session(
         let (status, body) = s.query(p.number).await;
         mismatches.extend(mismatch(p, status, body.as_deref()));
     }
-    (s.samples, placed, mismatches)
+    (s.samples, placed, mismatches, s.first_error)
 }
 
 /// A client for one thread's sessions.
@@ -273,7 +287,8 @@ pub fn run(opts: &RunOpts, stop: Arc<AtomicBool>) -> anyhow::Result<RunReport> {
         let results = h
             .join()
             .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
-        for (samples, orders, mismatches) in results {
+        for (samples, orders, mismatches, first_error) in results {
+            report.first_error = report.first_error.or(first_error);
             report.samples.extend(samples);
             report.orders.extend(orders);
             report.mismatches.extend(mismatches);

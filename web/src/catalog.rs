@@ -292,6 +292,9 @@ fn to_api(e: MailboxError) -> ApiError {
 /// and serves on `listener` until the process is stopped.
 /// The actors start on the first HTTP worker's thread (`http::serve`).
 pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    if !config.fsync {
+        log::warn!("catalog: fsync is OFF: acknowledged trades can be lost in a power failure (benchmarks only)");
+    }
     let loaded = LoadedCatalog::load(CatalogOptions {
         dir: config.service_dir("catalog"),
         seeds: config.catalog.stocks.clone(),

@@ -413,7 +413,37 @@ pub fn workers(configured: usize) -> usize {
 
 /// Binds `addr`, naming it in the error.
 pub fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+    std::net::TcpListener::bind(addr).map_err(|e| {
+        if e.kind() != std::io::ErrorKind::AddrInUse {
+            return anyhow::anyhow!("cannot listen on {addr}: {e}");
+        }
+        anyhow::anyhow!("cannot listen on {addr}: {}", who_listens(addr))
+    })
+}
+
+/// Says who holds `addr`: another Trade-Net process answers `/health` with its name.
+fn who_listens(addr: &str) -> String {
+    let short = Duration::from_millis(500);
+    let answer = blocking_agent(short, short)
+        .get(&format!("{}{}", crate::config::url(addr), wire::HEALTH))
+        .call();
+    let service = match answer {
+        Ok(r) => r
+            .into_json::<DataBody<Health>>()
+            .ok()
+            .map(|h| h.data.service),
+        Err(ureq::Error::Status(_, r)) => r.into_json::<Health>().ok().map(|h| h.service),
+        Err(_) => None,
+    };
+    match service {
+        Some(s) => format!(
+            "another Trade-Net process ({s}) already listens there: stop it (`tradenet status` \
+             lists what runs), or give this one another address"
+        ),
+        None => "the address is in use by another program: stop it, or choose another \
+                 address in the configuration"
+            .to_string(),
+    }
 }
 
 /// A blocking client (ureq) for threads outside actix: the launcher's readiness probes and

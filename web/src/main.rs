@@ -167,7 +167,17 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&config.log))
+    // actix's own start-up lines (workers, services) are noise beside ours: warn and above,
+    // unless the configured filter (or RUST_LOG) says otherwise.
+    let filter = if config.log.contains("actix") {
+        config.log.clone()
+    } else {
+        format!(
+            "{},actix_server=warn,actix_web=warn,actix_http=warn",
+            config.log
+        )
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&filter))
         .format_timestamp_millis()
         .init();
     let mut secret = config.secret()?;

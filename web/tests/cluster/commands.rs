@@ -39,6 +39,15 @@ fn status_prints_every_process_and_fails_while_one_is_not_ready() {
     assert_eq!(rows.as_array().map(Vec::len), Some(5), "{rows}");
     assert_eq!(rows[3]["role"], "leader", "{rows}");
 
+    // A second front end on the same address says who holds it.
+    let out = tradenet(&["--config", &config, "frontend"], &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another Trade-Net process (frontend) already listens there"),
+        "{err}"
+    );
+
     c.kill("order-1");
     let out = tradenet(&["--config", &config, "status"], &[]);
     let table = text(&out.stdout);
