@@ -35,6 +35,12 @@ pub fn report(r: &RunReport) -> Vec<Summary> {
     for m in r.mismatches.iter().take(20) {
         println!("  mismatch: {m}");
     }
+    if r.moves > 0 {
+        println!(
+            "{} requests moved to another front end (and were sent again there)",
+            r.moves
+        );
+    }
     summaries
 }
 

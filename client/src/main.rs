@@ -30,9 +30,11 @@ struct Cli {
 
 #[derive(Args, Debug, Clone)]
 struct Load {
-    /// Front end base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8081")]
-    frontend: String,
+    /// Front end base URL; several (comma-separated or repeated) make each session move to the
+    /// next when its front end stops answering, sending the same request again (a trade with
+    /// the same Idempotency-Key), so a front end's death costs latency, not errors.
+    #[arg(long, default_value = "http://127.0.0.1:8081", value_delimiter = ',', num_args = 1..)]
+    frontend: Vec<String>,
     /// Concurrent client sessions.
     #[arg(long, default_value_t = 5)]
     clients: usize,
@@ -56,7 +58,11 @@ struct Load {
 impl Load {
     fn opts(&self) -> RunOpts {
         RunOpts {
-            frontend: self.frontend.trim_end_matches('/').to_string(),
+            frontend: self.frontend[0].trim_end_matches('/').to_string(),
+            others: self.frontend[1..]
+                .iter()
+                .map(|f| f.trim_end_matches('/').to_string())
+                .collect(),
             clients: self.clients,
             iterations: self.iterations,
             p: self.p,

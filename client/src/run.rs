@@ -44,6 +44,10 @@ pub const DEFAULT_STOCKS: [&str; 16] = [
 pub struct RunOpts {
     /// Front end base URL, e.g. `http://127.0.0.1:8081`.
     pub frontend: String,
+    /// More front ends of the same exchange: a session whose front end stops answering (no
+    /// answer, or 503) moves to the next one and sends the same request again, a trade with
+    /// the same Idempotency-Key, until `timeout` has passed. Empty: no moving.
+    pub others: Vec<String>,
     /// Concurrent client sessions.
     pub clients: usize,
     /// Lookups per session.
@@ -64,6 +68,9 @@ pub struct RunOpts {
     pub timeout: Duration,
 }
 
+/// The pause before a request is sent again to the next front end.
+const MOVE_PAUSE: Duration = Duration::from_millis(20);
+
 /// What a run measured and found.
 #[derive(Debug, Default)]
 pub struct RunReport {
@@ -77,41 +84,70 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// What the first failed request (no answer, or a status but 2xx and 409) came to.
     pub first_error: Option<String>,
+    /// Times a session moved to another front end.
+    pub moves: u64,
 }
 
 struct Session<'a> {
     id: usize,
     client: &'a awc::Client,
-    base: &'a str,
+    /// The front ends, the one in use at `current`.
+    bases: Vec<&'a str>,
+    current: usize,
+    /// How long a request may go on moving between front ends.
+    failover: Duration,
+    /// Unique to this run, so that keys never meet an earlier run's in the catalog's window.
+    run_nonce: u64,
+    trades: u64,
+    moves: u64,
     t0: Instant,
     samples: Vec<Sample>,
     first_error: Option<String>,
 }
 
 impl Session<'_> {
-    /// Sends `req` (with `body` as JSON), records the sample, and returns the status and the
-    /// answer's bytes (None when there was no answer).
+    /// Sends a GET of `path`, or a POST of `body` as JSON with `key` as its Idempotency-Key,
+    /// to the front end in use; with more than one front end, moves to the next and sends it
+    /// again while the answer is none or 503, up to the failover window. Records one sample
+    /// (the whole time, the last status) and returns the status and the answer's bytes (None
+    /// when there was no answer).
     async fn call(
         &mut self,
         kind: Kind,
-        req: awc::ClientRequest,
-        body: Option<&OrderRequest>,
+        path: &str,
+        body: Option<(&OrderRequest, &str)>,
     ) -> (u16, Option<Vec<u8>>) {
         let start = Instant::now();
-        let res = match body {
-            Some(b) => req.send_json(b).await,
-            None => req.send().await,
-        };
-        let (status, value, error) = match res {
-            Ok(mut r) => {
-                let status = r.status().as_u16();
-                let bytes = r.body().limit(1 << 20).await.ok().map(|b| b.to_vec());
-                let text = bytes.as_deref().map_or(String::new(), |b| {
-                    String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned()
-                });
-                (status, bytes, format!("answered {status}: {text}"))
+        let (status, value, error) = loop {
+            let url = format!("{}{path}", self.bases[self.current]);
+            let res = match body {
+                Some((order, key)) => {
+                    self.client
+                        .post(url)
+                        .insert_header(("Idempotency-Key", key))
+                        .send_json(order)
+                        .await
+                }
+                None => self.client.get(url).send().await,
+            };
+            let (status, value, error) = match res {
+                Ok(mut r) => {
+                    let status = r.status().as_u16();
+                    let bytes = r.body().limit(1 << 20).await.ok().map(|b| b.to_vec());
+                    let text = bytes.as_deref().map_or(String::new(), |b| {
+                        String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned()
+                    });
+                    (status, bytes, format!("answered {status}: {text}"))
+                }
+                Err(e) => (0, None, format!("no answer: {e}")),
+            };
+            let unanswered = status == 0 || status == 503;
+            if !unanswered || self.bases.len() < 2 || start.elapsed() >= self.failover {
+                break (status, value, error);
             }
-            Err(e) => (0, None, format!("no answer: {e}")),
+            self.current = (self.current + 1) % self.bases.len();
+            self.moves += 1;
+            actix_rt::time::sleep(MOVE_PAUSE).await;
         };
         let sample = Sample {
             session: self.id,
@@ -121,35 +157,34 @@ impl Session<'_> {
             status,
         };
         if sample.is_error() && self.first_error.is_none() {
-            self.first_error = Some(format!("{} at {}: {error}", kind.name(), self.base));
+            let at = self.bases[self.current];
+            self.first_error = Some(format!("{} at {at}: {error}", kind.name()));
         }
         self.samples.push(sample);
         (status, value)
     }
 
     async fn lookup(&mut self, name: &str) -> Option<u64> {
-        let req = self
-            .client
-            .get(format!("{}{}", self.base, wire::stock_path(name)));
-        match self.call(Kind::Lookup, req, None).await {
+        match self.call(Kind::Lookup, &wire::stock_path(name), None).await {
             (200, Some(b)) => data::<Stock>(&b).map(|s| s.quantity),
             _ => None,
         }
     }
 
     async fn trade(&mut self, order: &OrderRequest) -> Option<u64> {
-        let req = self.client.post(format!("{}{}", self.base, wire::ORDERS));
-        match self.call(Kind::Trade, req, Some(order)).await {
+        self.trades += 1;
+        let key = format!("{:016x}-{}-{}", self.run_nonce, self.id, self.trades);
+        match self
+            .call(Kind::Trade, wire::ORDERS, Some((order, &key)))
+            .await
+        {
             (200, Some(b)) => data::<OrderPlaced>(&b).map(|p| p.transaction_number),
             _ => None,
         }
     }
 
     async fn query(&mut self, n: u64) -> (u16, Option<Vec<u8>>) {
-        let req = self
-            .client
-            .get(format!("{}{}", self.base, wire::order_path(n)));
-        self.call(Kind::Query, req, None).await
+        self.call(Kind::Query, &wire::order_path(n), None).await
     }
 }
 
@@ -177,8 +212,15 @@ pub fn mismatch(placed: &OrderView, status: u16, body: Option<&[u8]>) -> Option<
     })
 }
 
-/// A session's requests, the orders it placed, its mismatches and its first error.
-type SessionResult = (Vec<Sample>, Vec<OrderView>, Vec<String>, Option<String>);
+/// A session's requests, the orders it placed, its mismatches, its first error and how many
+/// times it moved to another front end.
+type SessionResult = (
+    Vec<Sample>,
+    Vec<OrderView>,
+    Vec<String>,
+    Option<String>,
+    u64,
+);
 
 #[allow(clippy::too_many_arguments)]
 async fn session(
@@ -186,14 +228,26 @@ async fn session(
     opts: &RunOpts,
     client: &awc::Client,
     t0: Instant,
+    run_nonce: u64,
     stop: &AtomicBool,
     bar: &ProgressBar,
 ) -> SessionResult {
     let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(id as u64 * 7919));
+    let mut bases: Vec<&str> = std::iter::once(opts.frontend.as_str())
+        .chain(opts.others.iter().map(String::as_str))
+        .collect();
+    // Sessions start spread over the front ends.
+    let first = id % bases.len();
+    bases.rotate_left(first);
     let mut s = Session {
         id,
         client,
-        base: &opts.frontend,
+        bases,
+        current: 0,
+        failover: opts.timeout,
+        run_nonce,
+        trades: 0,
+        moves: 0,
         t0,
         samples: Vec::new(),
         first_error: None,
@@ -233,7 +287,7 @@ async fn session(
         let (status, body) = s.query(p.number).await;
         mismatches.extend(mismatch(p, status, body.as_deref()));
     }
-    (s.samples, placed, mismatches, s.first_error)
+    (s.samples, placed, mismatches, s.first_error, s.moves)
 }
 
 /// A client for one thread's sessions.
@@ -261,6 +315,7 @@ pub fn run(opts: &RunOpts, stop: Arc<AtomicBool>) -> anyhow::Result<RunReport> {
         ProgressBar::hidden()
     };
     let t0 = Instant::now();
+    let run_nonce = rand::random::<u64>();
     let threads = opts.threads.clamp(1, opts.clients);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -275,7 +330,7 @@ pub fn run(opts: &RunOpts, stop: Arc<AtomicBool>) -> anyhow::Result<RunReport> {
                         let client = client(opts.timeout, ids.len());
                         let sessions = ids
                             .iter()
-                            .map(|&id| session(id, &opts, &client, t0, &stop, &bar));
+                            .map(|&id| session(id, &opts, &client, t0, run_nonce, &stop, &bar));
                         join_all(sessions).await
                     })
                 })
@@ -287,8 +342,9 @@ pub fn run(opts: &RunOpts, stop: Arc<AtomicBool>) -> anyhow::Result<RunReport> {
         let results = h
             .join()
             .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
-        for (samples, orders, mismatches, first_error) in results {
+        for (samples, orders, mismatches, first_error, moves) in results {
             report.first_error = report.first_error.or(first_error);
+            report.moves += moves;
             report.samples.extend(samples);
             report.orders.extend(orders);
             report.mismatches.extend(mismatches);

@@ -93,6 +93,7 @@ fn fake_front_end(lie_about: Option<u64>) -> String {
 fn opts(frontend: String) -> RunOpts {
     RunOpts {
         frontend,
+        others: vec![],
         clients: 2,
         iterations: 10,
         p: 1.0,

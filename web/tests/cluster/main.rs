@@ -5,6 +5,7 @@ mod auth;
 mod cache;
 mod catalog;
 mod commands;
+mod failover_client;
 mod fencing;
 mod frontends;
 mod guards;
