@@ -7,7 +7,8 @@
 #                                                              # with the real binary
 #
 # Checks, each reported as ok / FAIL / SKIP:
-#   1. hadolint: deploy/container/Dockerfile (every rule, failure threshold "style")
+#   1. hadolint: deploy/container/Dockerfile and Dockerfile.prebuilt (every rule, failure
+#      threshold "style")
 #   2. kubernetes-validate --strict: deploy/k8s/*.yaml against the Kubernetes 1.27 and 1.37
 #      schemas bundled with the tool (unknown fields, wrong types and unknown kinds fail)
 #   3. structural checks (deploy/validate.py): compose.yaml, the k8s manifests, the systemd
@@ -19,8 +20,8 @@
 #   5. cloud-init's own schema on deploy/vm/user-data.yaml, and `nft -c` on the firewall
 #      ruleset it installs (Debian's cloud-init and nftables packages, downloaded and unpacked
 #      into the temp dir, not installed; SKIP where apt cannot fetch them)
-#   6. shellcheck + sh -n: this script and the shell scripts embedded in user-data and the
-#      order StatefulSet
+#   6. shellcheck + sh -n: this script, deploy/container/check.sh and the shell scripts
+#      embedded in user-data and the order StatefulSet
 # Exits non-zero if any check fails. Tools go to a throw-away venv in a temp dir.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -86,8 +87,9 @@ fi
 export PATH="$bin:$PATH"
 echo "   $(hadolint --version | head -1); kubernetes-validate $(kubernetes-validate --version 2>&1 | tail -1); $(shellcheck --version | sed -n 2p)"
 
-echo "== 1. hadolint deploy/container/Dockerfile"
+echo "== 1. hadolint deploy/container/Dockerfile, Dockerfile.prebuilt"
 run "hadolint: Dockerfile" hadolint --failure-threshold style deploy/container/Dockerfile
+run "hadolint: Dockerfile.prebuilt" hadolint --failure-threshold style deploy/container/Dockerfile.prebuilt
 
 echo "== 2. kubernetes-validate --strict deploy/k8s/*.yaml"
 k8s_validate() {
@@ -235,6 +237,8 @@ echo "== 6. shell scripts: shellcheck and sh -n"
 mkdir -p "$work/scripts"
 "$py" deploy/validate.py --extract-scripts "$work/scripts"
 run "shellcheck: deploy/validate.sh" shellcheck deploy/validate.sh
+run "bash -n + shellcheck: deploy/container/check.sh" \
+  bash -c 'bash -n deploy/container/check.sh && shellcheck deploy/container/check.sh'
 sh_check() { sh -n "$1" && shellcheck --shell=sh "$1"; }
 for script in "$work"/scripts/*.sh; do
   run "sh -n + shellcheck: $(basename "$script") (embedded)" sh_check "$script"
