@@ -27,6 +27,7 @@ pub enum Fill {
 
 /// Counters and contents, for `/status`. The default is a cache of capacity 0 (off).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CacheStatus {
     /// Maximum number of entries.
     pub capacity: usize,

@@ -7,7 +7,7 @@
 //! and the tickets of trade lines say which trades that makes durable.
 
 use crate::catalog::{Accepted, Catalog, JournalEntry, Snapshot};
-use crate::journal::{self, JournalWriter};
+use crate::journal::{self, JournalWriter, OnSync};
 use crate::types::{Epoch, StockSeed};
 use crate::wire::catalog::{TradeOutcome, TradeRequest, TradesPage};
 use crate::wire::frontend::Stock;
@@ -55,6 +55,7 @@ pub struct LoadedCatalog {
     snapshot_path: PathBuf,
     replayed: usize,
     opts: CatalogOptions,
+    on_sync: Option<OnSync>,
 }
 
 impl LoadedCatalog {
@@ -97,7 +98,14 @@ impl LoadedCatalog {
             snapshot_path,
             replayed,
             opts,
+            on_sync: None,
         })
+    }
+
+    /// Has the journal's writer thread report every group commit to `on_sync` (metrics).
+    pub fn observe_syncs(mut self, on_sync: OnSync) -> LoadedCatalog {
+        self.on_sync = Some(on_sync);
+        self
     }
 
     /// Starts the actor (and its journal writer thread) on the current arbiter.
@@ -109,15 +117,17 @@ impl LoadedCatalog {
             snapshot_path,
             replayed,
             opts,
+            on_sync,
         } = self;
         let snapshot_seq = catalog.last_seq();
         Actor::create(move |ctx| {
             let addr = ctx.address();
-            let writer = JournalWriter::spawn(
+            let writer = JournalWriter::spawn_observed(
                 &journal_path,
                 file,
                 opts.fsync,
                 Box::new(move |upto| addr.do_send(Durable { upto })),
+                on_sync,
             );
             if replayed > 0 || !snapshot_path.exists() {
                 // Fold the replayed journal into a snapshot so the next start reads less.
@@ -140,6 +150,7 @@ impl LoadedCatalog {
                 snapshot_path,
                 snapshot_every: opts.snapshot_every.max(1),
                 snapshot_seq,
+                counters: CatalogCounters::default(),
             }
         })
     }
@@ -161,6 +172,21 @@ pub struct CatalogActor {
     snapshot_path: PathBuf,
     snapshot_every: u64,
     snapshot_seq: u64,
+    counters: CatalogCounters,
+}
+
+/// What the catalog answered since it started, for metrics (`/metrics` reads them through
+/// `GetStatus`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CatalogCounters {
+    /// New trades accepted.
+    pub trades: u64,
+    /// Buys refused for want of quantity (journaled; a repeated one counts as a replay).
+    pub refusals: u64,
+    /// Requests whose id was seen before, answered with the first answer.
+    pub replays: u64,
+    /// Trades refused because they came from an older leader's epoch.
+    pub fenced: u64,
 }
 
 impl CatalogActor {
@@ -288,12 +314,20 @@ impl Handler<Trade> for CatalogActor {
     fn handle(&mut self, msg: Trade, _: &mut Context<Self>) -> Self::Result {
         let (seq, ticket) = match self.catalog.trade(&msg.0) {
             Ok(Accepted::New(entry, seq)) => {
+                self.counters.trades += 1;
                 let ticket = self.journal(&entry);
                 self.pending.push_back((ticket, seq));
                 (seq, ticket)
             }
-            Ok(Accepted::Seen(seq)) => (seq, self.ticket_of(seq)),
+            Ok(Accepted::Seen(seq)) => {
+                self.counters.replays += 1;
+                (seq, self.ticket_of(seq))
+            }
             Ok(Accepted::Refused(entry, err)) => {
+                match entry {
+                    Some(_) => self.counters.refusals += 1,
+                    None => self.counters.replays += 1,
+                }
                 // Answered once the refusal is durable, so a client told "refused" is never
                 // traded later under the same request id (a restart replays the refusal).
                 let ticket = match entry {
@@ -306,7 +340,12 @@ impl Handler<Trade> for CatalogActor {
                     Err(err)
                 }));
             }
-            Err(e) => return Box::pin(fut::ready(Err(e))),
+            Err(e) => {
+                if matches!(e, Error::Fenced { .. }) {
+                    self.counters.fenced += 1;
+                }
+                return Box::pin(fut::ready(Err(e)));
+            }
         };
         let durable = self.wait_durable(ticket);
         Box::pin(durable.into_actor(self).map(move |r, act, _| {
@@ -370,6 +409,8 @@ pub struct TableStatus {
     pub epoch: Epoch,
     /// Every stock, durable state.
     pub stocks: Vec<Stock>,
+    /// What it answered since it started.
+    pub counters: CatalogCounters,
 }
 
 /// Asks for the catalog's status.
@@ -384,6 +425,7 @@ impl Handler<GetStatus> for CatalogActor {
             last_seq: self.catalog.durable_seq(),
             epoch: self.catalog.epoch(),
             stocks: self.catalog.stocks().to_vec(),
+            counters: self.counters,
         })
     }
 }

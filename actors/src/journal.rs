@@ -165,6 +165,21 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Called by the writer thread after each durable batch with the largest tag in it.
 pub type OnDurable = Box<dyn FnMut(u64) + Send>;
 
+/// One group commit, as the writer thread saw it (for metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Record lines in the batch.
+    pub records: usize,
+    /// Bytes written.
+    pub bytes: usize,
+    /// Time to write the batch and `fdatasync` it (write only, when fsync is off).
+    pub duration: std::time::Duration,
+}
+
+/// Called by the writer thread after each group commit, before `OnDurable`; keep it cheap
+/// (a histogram observation).
+pub type OnSync = Box<dyn FnMut(SyncStats) + Send>;
+
 enum Command {
     Append {
         tag: u64,
@@ -192,12 +207,24 @@ impl JournalWriter {
     /// Starts the writer thread for `file` (opened by `load`). `fsync = false` skips the
     /// syncs, for benchmarks only.
     pub fn spawn(path: &Path, file: File, fsync: bool, on_durable: OnDurable) -> JournalWriter {
+        JournalWriter::spawn_observed(path, file, fsync, on_durable, None)
+    }
+
+    /// Like `spawn`, and `on_sync` hears of every group commit (records, bytes, time).
+    pub fn spawn_observed(
+        path: &Path,
+        file: File,
+        fsync: bool,
+        on_durable: OnDurable,
+        on_sync: Option<OnSync>,
+    ) -> JournalWriter {
         let (tx, rx) = mpsc::channel();
         let mut thread = WriterThread {
             path: path.to_path_buf(),
             file,
             fsync,
             on_durable,
+            on_sync,
             buf: Vec::with_capacity(64 << 10),
             max_tag: None,
         };
@@ -251,6 +278,7 @@ struct WriterThread {
     file: File,
     fsync: bool,
     on_durable: OnDurable,
+    on_sync: Option<OnSync>,
     buf: Vec<u8>,
     max_tag: Option<u64>,
 }
@@ -317,6 +345,7 @@ impl WriterThread {
         let Some(tag) = self.max_tag.take() else {
             return;
         };
+        let started = std::time::Instant::now();
         let written = self.file.write_all(&self.buf).and_then(|_| self.sync());
         if let Err(err) = written {
             log::error!(
@@ -324,6 +353,13 @@ impl WriterThread {
                 self.path.display()
             );
             std::process::exit(74);
+        }
+        if let Some(on_sync) = &mut self.on_sync {
+            on_sync(SyncStats {
+                records: self.buf.iter().filter(|&&b| b == b'\n').count(),
+                bytes: self.buf.len(),
+                duration: started.elapsed(),
+            });
         }
         self.buf.clear();
         (self.on_durable)(tag);
@@ -403,6 +439,31 @@ mod tests {
             .unwrap();
         let (_, cut) = load::<R>(&path).unwrap();
         assert_eq!(cut.records.len(), 10);
+    }
+
+    #[test]
+    fn the_observer_hears_every_record_of_every_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let (file, _) = load::<R>(&path).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (stx, srx) = mpsc::channel();
+        let w = JournalWriter::spawn_observed(
+            &path,
+            file,
+            true,
+            Box::new(move |t| tx.send(t).unwrap()),
+            Some(Box::new(move |s| stx.send(s).unwrap())),
+        );
+        for n in 1..=50u64 {
+            w.append(n, format!("{{\"n\":{n}}}").into_bytes());
+        }
+        while rx.recv().unwrap() < 50 {}
+        let stats: Vec<SyncStats> = srx.try_iter().collect();
+        assert!(!stats.is_empty());
+        assert_eq!(stats.iter().map(|s| s.records).sum::<usize>(), 50);
+        let bytes = std::fs::metadata(&path).unwrap().len() as usize;
+        assert_eq!(stats.iter().map(|s| s.bytes).sum::<usize>(), bytes);
     }
 
     #[test]

@@ -57,6 +57,7 @@ impl<'de> Deserialize<'de> for RequestId {
 /// Buy takes quantity out of the market; sell puts it back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TradeKind {
     /// Take `quantity` from the stock's remaining quantity.
     Buy,

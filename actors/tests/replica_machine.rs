@@ -4,8 +4,8 @@
 use tradenet_actors::orderlog::{EntryId, Order, OrderLog};
 use tradenet_actors::replication::replica::order_bytes;
 use tradenet_actors::replication::{
-    Append, Appended, CatalogAnswer, CatalogCall, Config, Effect, Envelope, Event, PlaceOrder,
-    Replica, ReplicaState, Request, Response, Role, Term, Write,
+    Append, Appended, CatalogAnswer, CatalogCall, Config, Counters, Effect, Envelope, Event,
+    PlaceOrder, Replica, ReplicaState, Request, Response, Role, StreamState, Term, Write,
 };
 use tradenet_actors::types::{RequestId, TradeKind};
 use tradenet_actors::wire::catalog::{TradeOutcome, TradeRecord};
@@ -271,6 +271,14 @@ fn an_order_is_answered_once_durable_on_the_leader_and_the_followers_it_waits_fo
         .expect("the order goes to the follower");
     assert_eq!(batch.1.len(), 1);
     assert_eq!(batch.1[0].number, 0, "number = catalog sequence - 1");
+    let lag = |r: &Replica| {
+        r.followers()
+            .iter()
+            .map(|f| (f.id, f.lag, f.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lag(&leader), vec![(2, 1, StreamState::InStep)]);
+    assert_eq!(leader.counters(), Counters::default());
     let ok = Ok(Response::Appended(Appended {
         matched: true,
         last: Some(EntryId {
@@ -291,6 +299,25 @@ fn an_order_is_answered_once_durable_on_the_leader_and_the_followers_it_waits_fo
         Some(Ok(Response::Order(o))) => assert_eq!((o.number, o.rid), (0, RequestId(42))),
         other => panic!("expected the order, got {other:?}"),
     }
+    assert_eq!(lag(&leader), vec![(2, 0, StreamState::InStep)]);
+    // The same request again (a retry, or a repeated Idempotency-Key): the same order at once,
+    // counted as a replay and not as a second trade.
+    let again = Envelope { from: 0, id: 2 };
+    let place = PlaceOrder {
+        rid: RequestId(42),
+        name: "FishCo".into(),
+        quantity: 2,
+        kind: TradeKind::Sell,
+    };
+    let fx = step(&mut leader, 7, Event::Request(again, Request::Place(place)));
+    assert!(matches!(answer(&fx, again), Some(Ok(Response::Order(o))) if o.number == 0));
+    assert_eq!(
+        leader.counters(),
+        Counters {
+            acknowledged: 1,
+            replays: 1
+        }
+    );
 }
 
 #[test]

@@ -448,6 +448,7 @@ fn rows() -> Vec<Row> {
         ),
         row(INTERNAL, CONTROL, "GET", wire::CONSOLE, vec![]),
         row(Doc::Readme, PUBLIC, "GET", wire::STOCK, vec![ex(stock())]),
+        row(Doc::Readme, PUBLIC, "GET", wire::OPENAPI, vec![]),
         row(
             Doc::Readme,
             PUBLIC,

@@ -7,6 +7,7 @@
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
+use crate::metrics::{CatalogMetrics, PushMetrics};
 use actix::prelude::*;
 use actix_web::{web, HttpResponse};
 use std::collections::HashMap;
@@ -38,16 +39,23 @@ pub struct Publisher {
     ping_every: Duration,
     client: Option<awc::Client>,
     subscribers: HashMap<String, Subscriber>,
+    metrics: PushMetrics,
 }
 
 impl Publisher {
-    fn new(incarnation: u64, timeout: Duration, ping_every: Duration) -> Publisher {
+    fn new(
+        incarnation: u64,
+        timeout: Duration,
+        ping_every: Duration,
+        metrics: PushMetrics,
+    ) -> Publisher {
         Publisher {
             incarnation,
             timeout,
             ping_every,
             client: None,
             subscribers: HashMap::new(),
+            metrics,
         }
     }
 
@@ -71,11 +79,13 @@ impl Publisher {
             .get_or_insert_with(|| http::client(self.timeout))
             .clone();
         let id = id.to_string();
+        let ping = batch.stocks.is_empty();
         ctx.spawn(
             async move { http::post::<_, InvalidationAck>(&client, &url, &batch).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
                     Ok(_) => {
+                        act.metrics.pushed(ping, true);
                         if let Some(sub) = act.subscribers.get_mut(&id) {
                             sub.in_flight = false;
                         }
@@ -85,7 +95,9 @@ impl Publisher {
                         log::warn!(
                             "dropping subscriber {id}: push failed ({e}); it will resubscribe"
                         );
+                        act.metrics.pushed(ping, false);
                         act.subscribers.remove(&id);
+                        act.metrics.subscribers(act.subscribers.len());
                     }
                 }),
         );
@@ -145,6 +157,7 @@ impl Handler<AddSubscriber> for Publisher {
                 in_flight: false,
             },
         );
+        self.metrics.subscribers(self.subscribers.len());
         MessageResult(Hello {
             incarnation: self.incarnation,
             subscribed: true,
@@ -295,6 +308,8 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
     if !config.fsync {
         log::warn!("catalog: fsync is OFF: acknowledged trades can be lost in a power failure (benchmarks only)");
     }
+    let metrics = Metrics::new("catalog");
+    let domain = CatalogMetrics::register(&metrics.registry);
     let loaded = LoadedCatalog::load(CatalogOptions {
         dir: config.service_dir("catalog"),
         seeds: config.catalog.stocks.clone(),
@@ -302,7 +317,8 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         trade_window: config.catalog.trade_window,
         snapshot_every: config.catalog.snapshot_every,
     })
-    .map_err(|e| anyhow::anyhow!("catalog cannot start: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("catalog cannot start: {e}"))?
+    .observe_syncs(crate::metrics::fsync_observer(&metrics.registry));
     let incarnation = rand::random::<u64>();
     let timeout = config.request_timeout();
     let heartbeat = config.heartbeat();
@@ -311,17 +327,18 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         "catalog listening on {} (incarnation {incarnation:016x}, {workers} HTTP workers)",
         listener.local_addr()?
     );
+    let scrape = metrics.clone();
     http::serve(
         "catalog",
-        Metrics::new("catalog"),
+        metrics,
         listener,
         workers,
         move || {
-            let publisher = Publisher::new(incarnation, timeout, heartbeat).start();
-            CatalogState {
-                catalog: loaded.start(Some(publisher.clone().recipient())),
-                publisher,
-            }
+            let publisher =
+                Publisher::new(incarnation, timeout, heartbeat, domain.pushes.clone()).start();
+            let catalog = loaded.start(Some(publisher.clone().recipient()));
+            scrape.on_scrape(domain.refresh(catalog.clone()));
+            CatalogState { catalog, publisher }
         },
         |state: CatalogState, cfg| {
             cfg.app_data(web::Data::new(probes(&state.catalog)))

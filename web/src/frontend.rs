@@ -48,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(wire::ORDERS).route(web::post().to(place_order)))
         .service(resource(wire::ORDER).route(web::get().to(get_order)))
         .service(resource(wire::STATUS).route(web::get().to(status)))
+        .service(resource(wire::OPENAPI).route(web::get().to(crate::openapi::serve)))
         .service(resource(wire::INVALIDATE).route(web::post().to(invalidate)));
 }
 
@@ -305,6 +306,8 @@ fn start_actors(config: &Config) -> FrontendState {
 /// (`http::serve`): with one worker, the default, a cache hit never wakes another thread.
 pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
     let metrics = Metrics::new("frontend");
+    let domain = crate::metrics::FrontendMetrics::register(&metrics.registry);
+    let scrape = metrics.clone();
     let timeout = config.request_timeout();
     let workers = http::workers(config.frontend.workers);
     log::info!(
@@ -316,7 +319,11 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         metrics,
         listener,
         workers,
-        move || start_actors(&config),
+        move || {
+            let s = start_actors(&config);
+            scrape.on_scrape(domain.refresh(s.supervisor.clone(), s.cache.clone(), s.link.clone()));
+            s
+        },
         move |state: FrontendState, cfg| {
             cfg.app_data(web::Data::new(probes(&state)))
                 .app_data(web::Data::new(state))

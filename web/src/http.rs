@@ -178,6 +178,11 @@ async fn probe(service: &'static str, check: Option<Check>, word: &'static str) 
     }
 }
 
+/// Reads a service's domain values (its actors' status) into its registry just before
+/// `/metrics` encodes it; see `Metrics::on_scrape`.
+pub type Refresh =
+    std::sync::Arc<dyn Fn() -> futures::future::LocalBoxFuture<'static, ()> + Send + Sync>;
+
 /// Request metrics of one service, registered in its own registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -185,6 +190,7 @@ pub struct Metrics {
     pub registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    refresh: std::sync::Arc<std::sync::OnceLock<Refresh>>,
 }
 
 impl Metrics {
@@ -222,7 +228,23 @@ impl Metrics {
             registry,
             requests,
             latency,
+            refresh: Default::default(),
         }
+    }
+
+    /// Runs `refresh` before every scrape (set once; later calls are ignored), so values the
+    /// actors already keep are read when asked for instead of on every request. A refresh
+    /// slower than the probe time-out is abandoned and the registry encoded as it is.
+    pub fn on_scrape(&self, refresh: Refresh) {
+        let _ = self.refresh.set(refresh);
+    }
+
+    /// Refreshes (see `on_scrape`), then encodes.
+    pub async fn scrape(&self) -> HttpResponse {
+        if let Some(refresh) = self.refresh.get() {
+            let _ = tokio::time::timeout(PROBE_TIMEOUT, refresh()).await;
+        }
+        self.render()
     }
 
     fn observe(&self, route: &str, status: u16, elapsed: Duration) {
@@ -276,8 +298,11 @@ pub fn app(
     let m = metrics.clone();
     App::new()
         .app_data(
+            // A body is read as JSON whatever its Content-Type says, none included (curl -d,
+            // quick scripts); a body that is not JSON still gets 400 with the error object.
             web::JsonConfig::default()
                 .limit(MAX_BODY_BYTES)
+                .content_type_required(false)
                 .error_handler(json_error),
         )
         .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
@@ -315,7 +340,7 @@ pub fn app(
         )
         .service(
             resource(wire::METRICS)
-                .route(web::get().to(|m: web::Data<Metrics>| async move { m.render() })),
+                .route(web::get().to(|m: web::Data<Metrics>| async move { m.scrape().await })),
         )
         .configure(routes)
         .default_service(web::to(|req: HttpRequest| async move {

@@ -10,6 +10,8 @@ pub mod error;
 pub mod frontend;
 pub mod http;
 pub mod launcher;
+pub mod metrics;
+pub mod openapi;
 pub mod replica;
 pub mod status;
 pub mod supervisor;

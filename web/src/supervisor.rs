@@ -35,6 +35,8 @@ pub struct Supervisor {
     round_running: bool,
     waiting: Vec<oneshot::Sender<()>>,
     queued: Vec<oneshot::Sender<()>>,
+    /// Leadership changes seen (a new leader or a new epoch), for `/metrics`.
+    elections: u64,
 }
 
 impl Supervisor {
@@ -52,6 +54,7 @@ impl Supervisor {
             round_running: false,
             waiting: Vec::new(),
             queued: Vec::new(),
+            elections: 0,
         }
     }
 
@@ -83,6 +86,7 @@ impl Supervisor {
         });
         let probes = join_all(probes.collect::<Vec<_>>());
         ctx.spawn(probes.into_actor(self).then(move |states, act, _| {
+            let before = act.rule.leader();
             let announce: Vec<(String, Term)> = act
                 .rule
                 .observe(&states)
@@ -92,6 +96,10 @@ impl Supervisor {
                     Some((r.addr.clone(), term))
                 })
                 .collect();
+            let after = act.rule.leader();
+            if after.is_some() && after != before {
+                act.elections += 1;
+            }
             async move {
                 let calls = announce.into_iter().map(|(addr, term)| {
                     let client = client.clone();
@@ -168,6 +176,8 @@ pub struct SupervisorStatus {
     pub leader: Option<u64>,
     /// Current epoch.
     pub epoch: u64,
+    /// Leadership changes seen since start (a new leader, or a new epoch).
+    pub elections: u64,
     /// Every configured replica.
     pub replicas: Vec<ReplicaView>,
 }
@@ -197,6 +207,7 @@ impl Handler<GetStatus> for Supervisor {
         MessageResult(SupervisorStatus {
             leader: self.rule.leader().map(|l| l.0),
             epoch: self.rule.epoch(),
+            elections: self.elections,
             replicas,
         })
     }

@@ -9,4 +9,6 @@ pub mod replica;
 pub mod supervision;
 
 pub use msg::*;
-pub use replica::{Config, Effect, Event, Flaw, Replica, Write};
+pub use replica::{
+    Config, Counters, Effect, Event, Flaw, FollowerView, Replica, StreamState, Write,
+};

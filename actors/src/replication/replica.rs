@@ -187,6 +187,58 @@ pub enum Effect {
     Write(Write),
 }
 
+/// What a replica answered since it started, for its driver's metrics (the machine itself
+/// never touches them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Orders acknowledged to a front end while leading, each counted once (a retried request
+    /// for an order already acknowledged here is a replay, not a second trade).
+    pub acknowledged: u64,
+    /// Orders whose request id was already in the log or at the catalog: answered with the
+    /// first order's number, not traded again.
+    pub replays: u64,
+}
+
+/// Where a leader's stream to one follower stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamState {
+    /// Waited for by acknowledgements.
+    InStep,
+    /// Not waited for (failed, too slow, or catching up); the stream brings it back.
+    Lagging,
+    /// Looking for the last entry it shares with the leader after a mismatch.
+    Searching,
+}
+
+impl StreamState {
+    /// The word used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::InStep => "in_step",
+            StreamState::Lagging => "lagging",
+            StreamState::Searching => "searching",
+        }
+    }
+
+    /// Every state, for metrics that show one of them.
+    pub const ALL: [StreamState; 3] = [
+        StreamState::InStep,
+        StreamState::Lagging,
+        StreamState::Searching,
+    ];
+}
+
+/// A leader's view of one follower, for its driver's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerView {
+    /// The follower.
+    pub id: NodeId,
+    /// Orders the leader holds durably that the follower is not known to hold.
+    pub lag: u64,
+    /// Where its stream stands.
+    pub state: StreamState,
+}
+
 /// What is done with an order a catalog trade gave us.
 struct Trading {
     id: u64,
@@ -324,6 +376,9 @@ pub struct Replica {
     ping: Option<(u64, Millis)>,
     ping_due: Millis,
     out: Vec<Effect>,
+    counters: Counters,
+    /// Orders below this were acknowledged here (as leader) already.
+    acked_upto: u64,
 }
 
 impl Replica {
@@ -351,6 +406,8 @@ impl Replica {
             ping: None,
             ping_due: now,
             out: Vec::new(),
+            counters: Counters::default(),
+            acked_upto: 0,
             cfg,
         };
         let mut asked = HashMap::new();
@@ -452,6 +509,32 @@ impl Replica {
             ),
             _ => None,
         }
+    }
+
+    /// What this replica answered since it started.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The leader's view of each follower (empty unless leading).
+    pub fn followers(&self) -> Vec<FollowerView> {
+        let Phase::Leader(l) = &self.phase else {
+            return Vec::new();
+        };
+        l.followers
+            .iter()
+            .map(|(&id, p)| FollowerView {
+                id,
+                lag: self.durable_len.saturating_sub(p.matched),
+                state: if p.search.is_some() {
+                    StreamState::Searching
+                } else if p.waited {
+                    StreamState::InStep
+                } else {
+                    StreamState::Lagging
+                },
+            })
+            .collect()
     }
 
     /// Time passes.
@@ -856,10 +939,12 @@ impl Replica {
                 .find(o.rid)
                 .or_else(|| l.held.values().find(|h| h.rid == o.rid).map(|h| h.number));
             if let Some(n) = known {
+                self.counters.replays += 1;
                 l.waiting.entry(n).or_default().push(env);
                 return self.advance_acks();
             }
             if let Some(t) = l.trading.get_mut(&o.rid) {
+                self.counters.replays += 1;
                 t.waiting.push(env);
                 return;
             }
@@ -1504,6 +1589,9 @@ impl Replica {
         let later = l.waiting.split_off(&point);
         let ready = std::mem::replace(&mut l.waiting, later);
         for (n, envs) in ready {
+            if n >= self.acked_upto && !envs.is_empty() {
+                self.counters.acknowledged += 1;
+            }
             let order = self.log.get(n).expect("acknowledged orders are held");
             for env in envs {
                 self.out.push(Effect::Respond {
@@ -1512,6 +1600,7 @@ impl Replica {
                 });
             }
         }
+        self.acked_upto = self.acked_upto.max(point);
     }
 
     fn pump_all(&mut self) {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One listed stock as clients see it, at the front end and at the catalog alike. `version`
 /// grows by one with every trade of it, so a cache can tell an older copy from a newer one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stock {
     /// Unique name, e.g. `GameStart`.
     pub name: String,
@@ -24,10 +25,24 @@ pub struct Stock {
 /// `POST /orders`: a client's order. An optional `Idempotency-Key` header names the trade, so
 /// a resent order trades once and gets the same number.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderRequest {
-    /// Stock name.
+    /// Stock name: 1..64 printable ASCII characters, no `/`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = "^[!-.0-~]+$",
+            example = "GameStart"
+        )
+    )]
     pub name: String,
-    /// Units, 1 or more.
+    /// Units, 1 to 1,000,000 (the front end's `MAX_ORDER_QUANTITY`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 1_000_000, example = 3)
+    )]
     pub quantity: u64,
     /// Buy or sell.
     #[serde(rename = "type")]
@@ -36,6 +51,7 @@ pub struct OrderRequest {
 
 /// The answer to `POST /orders`: the order's number, consecutive from 0 across the exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderPlaced {
     /// The number `GET /orders/{number}` reads it back under.
     pub transaction_number: u64,
@@ -44,6 +60,7 @@ pub struct OrderPlaced {
 /// `GET /orders/{number}`: an order as clients see it. Fields in alphabetical order, as the
 /// `json!` literal it replaced wrote them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderView {
     /// Stock name.
     pub name: String,
@@ -75,6 +92,7 @@ pub struct PlaceOrder {
 /// cache, and its link to the catalog. Fields in alphabetical order, as the `json!` literal it
 /// replaced wrote them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FrontendStatus {
     /// Counters and entries (most recently used first) of the cache.
     pub cache: CacheStatus,
@@ -105,6 +123,7 @@ impl FrontendStatus {
 
 /// What a front end's supervisor knows of one replica.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplicaView {
     /// Replica id.
     pub id: u64,
@@ -123,6 +142,7 @@ pub struct ReplicaView {
 
 /// The front end's subscription to the catalog, in its `/status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CatalogLinkStatus {
     /// This front end's subscriber id.
     pub subscriber: String,

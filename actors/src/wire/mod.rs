@@ -45,6 +45,9 @@ pub const STOCK: &str = "/stocks/{name}";
 pub const ORDERS: &str = "/orders";
 /// `GET`: one order, [`frontend::OrderView`].
 pub const ORDER: &str = "/orders/{number}";
+/// `GET`: the public API as an OpenAPI 3.1 document (not enveloped), generated from these
+/// paths and types (`tradenet`'s `openapi` module; the schemas need the `openapi` feature).
+pub const OPENAPI: &str = "/openapi.json";
 
 // Catalog, called by order leaders and front ends.
 
@@ -106,9 +109,11 @@ pub const CONSOLE: &str = "/";
 /// Largest request body any service accepts, in bytes; larger bodies get 413 `too_large`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// [`STOCK`] for one stock name.
+/// [`STOCK`] for one stock name, percent-encoded: a name may hold any printable ASCII but
+/// `/` (`types::validate_name`), and `?`, `#` or `%` taken as they are would cut the path or
+/// make it no URI at all.
 pub fn stock_path(name: &str) -> String {
-    fill(STOCK, name)
+    fill(STOCK, encode_segment(name))
 }
 
 /// [`ORDER`] for one transaction number.
@@ -141,6 +146,19 @@ pub fn control_restart_frontend_path(cache_size: usize) -> String {
     format!("{CONTROL_RESTART_FRONTEND}?cache_size={cache_size}")
 }
 
+/// `segment` percent-encoded for a URL path: every byte but RFC 3986's unreserved characters.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Puts `value` in place of the one `{...}` segment of a route pattern.
 fn fill(pattern: &str, value: impl fmt::Display) -> String {
     match (pattern.find('{'), pattern.find('}')) {
@@ -153,6 +171,7 @@ fn fill(pattern: &str, value: impl fmt::Display) -> String {
 
 /// The envelope of every successful answer: `{"data": ...}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DataBody<T> {
     /// The answer itself.
     pub data: T,
@@ -161,6 +180,7 @@ pub struct DataBody<T> {
 /// The envelope of every error any service answers: `{"error": {"code", "message", "kind"}}`,
 /// with `code` also the HTTP status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorObject,
@@ -169,8 +189,10 @@ pub struct ErrorBody {
 /// An error as it travels: a service that forwards one (a front end, a leader) keeps it
 /// intact, and `kind` tells the caller whether a retry may help.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorObject {
     /// HTTP status.
+    #[cfg_attr(feature = "openapi", schema(minimum = 400, maximum = 599))]
     pub code: u16,
     /// Human-readable message.
     pub message: String,
@@ -198,6 +220,7 @@ impl fmt::Display for ErrorObject {
 /// What went wrong, as a stable word a caller can act on. Each kind has one HTTP status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorKind {
     /// 400: malformed input (bad JSON, wrong types, missing fields, quantity 0, bad name).
     BadRequest,
@@ -295,6 +318,7 @@ impl std::str::FromStr for ErrorKind {
 
 /// The answer of [`HEALTH`] once the service can serve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// Which service answered: `catalog`, `frontend` or `order`.
     pub service: String,
@@ -309,6 +333,7 @@ mod tests {
     #[test]
     fn paths_fill_their_one_segment() {
         assert_eq!(stock_path("GameStart"), "/stocks/GameStart");
+        assert_eq!(stock_path("a?b#c%d e"), "/stocks/a%3Fb%23c%25d%20e");
         assert_eq!(order_path(7), "/orders/7");
         assert_eq!(replica_order_path(0), "/internal/v1/orders/0");
         assert_eq!(hello_path("ab12"), "/internal/v1/hello?subscriber=ab12");

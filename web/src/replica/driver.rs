@@ -16,11 +16,11 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tradenet_actors::journal::JournalWriter;
+use tradenet_actors::journal::{JournalWriter, OnSync};
 use tradenet_actors::replication::files::ReplicaFiles;
 use tradenet_actors::replication::{
-    Appended, CatalogAnswer, CatalogCall, Config, Effect, Envelope, Event, Fetched, NodeId,
-    Replica, ReplicaState, Request, Response, Write,
+    Appended, CatalogAnswer, CatalogCall, Config, Counters, Effect, Envelope, Event, Fetched,
+    FollowerView, NodeId, Replica, ReplicaState, Request, Response, Write,
 };
 use tradenet_actors::wire;
 use tradenet_actors::wire::catalog::{TradeOutcome, TradesPage, TradesSince};
@@ -43,6 +43,8 @@ pub struct DriverConfig {
     pub call_timeout: Duration,
     /// False only for benchmarks.
     pub fsync: bool,
+    /// Hears of every group commit of the order file (metrics).
+    pub on_sync: Option<OnSync>,
 }
 
 /// What `started` needs once: the order file for the writer thread, and the machine's first
@@ -255,11 +257,12 @@ impl Actor for ReplicaDriver {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let Start { file, path, first } = self.start.take().expect("started once");
         let addr = ctx.address();
-        self.writer = Some(JournalWriter::spawn(
+        self.writer = Some(JournalWriter::spawn_observed(
             &path,
             file,
             self.cfg.fsync,
             Box::new(move |upto| addr.do_send(Durable(upto))),
+            self.cfg.on_sync.take(),
         ));
         for e in first {
             self.execute(ctx, e);
@@ -305,6 +308,36 @@ impl Handler<Ask> for ReplicaDriver {
             rx.await.unwrap_or_else(|_| {
                 Err(Error::Unavailable("the replica dropped the request".into()))
             })
+        })
+    }
+}
+
+/// What `/metrics` reads from the machine (`metrics::ReplicaMetrics`).
+#[derive(Clone, Debug)]
+pub struct MachineSnapshot {
+    /// The heartbeat answer.
+    pub state: ReplicaState,
+    /// The leader's view of each follower (empty unless leading).
+    pub followers: Vec<FollowerView>,
+    /// What the machine answered since start.
+    pub counters: Counters,
+    /// Orders held durably.
+    pub durable: u64,
+}
+
+/// Asks for a `MachineSnapshot`.
+#[derive(Message)]
+#[rtype(result = "MachineSnapshot")]
+pub struct Snapshot;
+
+impl Handler<Snapshot> for ReplicaDriver {
+    type Result = MessageResult<Snapshot>;
+    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(MachineSnapshot {
+            state: self.machine.state(),
+            followers: self.machine.followers(),
+            counters: self.machine.counters(),
+            durable: self.machine.durable_len(),
         })
     }
 }

@@ -81,6 +81,7 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
     machine.max_batch_orders = config.order.batch_limit.max(1);
     // Half the receiver's body limit: the JSON around the orders never needs the other half.
     machine.max_batch_bytes = MAX_BODY_BYTES / 2;
+    let metrics = Metrics::new(&format!("order-{id}"));
     let driver_cfg = DriverConfig {
         machine,
         peers: config
@@ -92,14 +93,19 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
         catalog_url: crate::config::url(&config.catalog.addr),
         call_timeout: timeout.max(Duration::from_millis(config.order.replicate_timeout_ms)),
         fsync: config.fsync,
+        on_sync: Some(crate::metrics::fsync_observer(&metrics.registry)),
     };
+    let domain = crate::metrics::ReplicaMetrics::register(&metrics.registry);
+    let scrape = metrics.clone();
     let start = move || {
         use actix::Actor;
-        ReplicaDriver::new(files, driver_cfg).start()
+        let driver = ReplicaDriver::new(files, driver_cfg).start();
+        scrape.on_scrape(domain.refresh(driver.clone()));
+        driver
     };
     http::serve(
         "order",
-        Metrics::new(&format!("order-{id}")),
+        metrics,
         listener,
         workers,
         start,

@@ -15,7 +15,16 @@ fn bad_input_gets_the_error_object_and_changes_nothing() {
             post_raw(fe, "/orders", "application/json", b"{not json"),
         ),
         (400, post_raw(fe, "/orders", "application/json", b"")),
-        (400, post_raw(fe, "/orders", "text/plain", b"{}")),
+        // Any Content-Type is read as JSON (see openapi.rs); a form is not JSON.
+        (
+            400,
+            post_raw(
+                fe,
+                "/orders",
+                "application/x-www-form-urlencoded",
+                b"name=GameStart&quantity=1&type=buy",
+            ),
+        ),
         (
             400,
             post(
