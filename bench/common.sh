@@ -2,8 +2,9 @@
 # cleanup of every process started (by PID) when the script ends. Source it; then call
 # `bench_setup`, which sets BIN (honouring CARGO_TARGET_DIR), work, the config
 # $work/bench.toml and the addresses below, and `track PID` for each process.
-#   BASE: a port base where BASE+79..BASE+93 are all free (another exchange may run on 8079-8093)
-#   CONTROL_ADDR (+79), FE_ADDR (+81), CAT_ADDR (+82), PLAIN_ADDR (+90), R1_ADDR..R3_ADDR (+91..+93)
+#   BASE: a port base where BASE+79..BASE+99 are all free (another exchange may run on 8079-8093)
+#   CONTROL_ADDR (+79), FE_ADDR (+81), CAT_ADDR (+82), PLAIN_ADDR (+90), R1_ADDR..R3_ADDR (+91..+93);
+#   +94..+99 are left for bench/run.sh's etcd members
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 pids=()
 track() { pids+=("$1"); }
@@ -13,7 +14,7 @@ cleanup() {
   [ -n "${work:-}" ] && rm -rf "$work"
 }
 trap cleanup EXIT
-# A port base with BASE+79..BASE+93 free on 127.0.0.1, tried from a random start.
+# A port base with BASE+79..BASE+99 free on 127.0.0.1, tried from a random start.
 free_base() {
   python3 - <<'PY'
 import random, socket
@@ -21,7 +22,7 @@ for _ in range(200):
     base = random.randrange(20000, 31000, 100)
     socks = []
     try:
-        for port in range(base + 79, base + 94):
+        for port in range(base + 79, base + 100):
             s = socket.socket(); s.bind(("127.0.0.1", port)); socks.append(s)
         print(base); break
     except OSError:

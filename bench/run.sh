@@ -49,6 +49,37 @@ curl -s "${auth[@]}" -X POST "$CONTROL/control/v1/restart/frontend?cache_size=10
 "$BIN/tradenet-client" failover --frontend "$FE" --control "$CONTROL" --rounds 3 | tee -a "$out"
 "$BIN/tradenet-client" audit --catalog "http://$CAT_ADDR" --replica "http://$R3_ADDR" | tee -a "$out"
 
+# etcd beside it: a 3-member etcd 3.4 (Debian's etcd-server) on loopback, fsync on, measured
+# with the same load tool: durable puts through its JSON gateway, a fresh key each. An etcd
+# put waits for a majority (2 of 3) to fsync its log; a trade waits for the catalog and every
+# live replica (3 of 3) to fsync, and makes four calls between processes on the way.
+etcd_bin=$(command -v etcd || true)
+if [ -z "$etcd_bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+  echo "== installing Debian's etcd-server for the comparison"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server > /dev/null && etcd_bin=$(command -v etcd || true)
+fi
+if [ -n "$etcd_bin" ]; then
+  echo "== etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'), 3 members on loopback"
+  peers=""
+  for i in 1 2 3; do peers="${peers:+$peers,}e$i=http://127.0.0.1:$((BASE + 96 + i))"; done
+  for i in 1 2 3; do
+    "$etcd_bin" --name "e$i" --data-dir "$work/etcd-$i" --logger zap --log-level error \
+      --listen-client-urls "http://127.0.0.1:$((BASE + 93 + i))" \
+      --advertise-client-urls "http://127.0.0.1:$((BASE + 93 + i))" \
+      --listen-peer-urls "http://127.0.0.1:$((BASE + 96 + i))" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 96 + i))" \
+      --initial-cluster "$peers" --initial-cluster-token tradenet-bench \
+      --initial-cluster-state new 2> "$work/etcd-$i.log" & track $!
+  done
+  ETCD=http://127.0.0.1:$((BASE + 94))
+  for _ in $(seq 1 100); do curl -sf "$ETCD/health" | grep -q '"health":"true"' && break; sleep 0.1; done
+  curl -sf "$ETCD/health" | grep -q '"health":"true"' || { tail -5 "$work"/etcd-*.log; echo "etcd did not become healthy"; exit 1; }
+  bench etcd_put_c1 etcd-put "$ETCD" 1
+  bench etcd_put_c64 etcd-put "$ETCD" 64
+else
+  echo "== etcd not installed (and cannot be installed here): no etcd comparison"
+fi
+
 echo "== resident memory of each process at rest"
 sleep 1
 curl -s "${auth[@]}" "$CONTROL/control/v1/processes" | grep -o '"name":"[^"]*","pid":[0-9]*' | sed 's/"name":"\([^"]*\)","pid":\([0-9]*\)/\1 \2/' |
@@ -62,6 +93,11 @@ ratio hit_c64_rps_vs_plain hit_c64_rps plain_c64_rps
 ratio miss_c64_rps_vs_plain miss_c64_rps plain_c64_rps
 ratio query_c64_rps_vs_plain query_c64_rps plain_c64_rps
 ratio trade_c64_rps_vs_plain trade_c64_rps plain_c64_rps
+if [ -n "$etcd_bin" ]; then
+  ratio trade_c64_rps_vs_etcd trade_c64_rps etcd_put_c64_rps
+  ratio trade_c1_p50_vs_etcd trade_c1_p50 etcd_put_c1_p50
+  ratio trade_c1_rps_vs_etcd trade_c1_rps etcd_put_c1_rps
+fi
 heartbeat=200
 awk -v f="$(value failover_max)" -v h=$heartbeat 'BEGIN { printf "figure failover_max_vs_budget %.2f x (budget 2 heartbeats + 50 ms = %d ms)\n", f / (2*h+50), 2*h+50 }' | tee -a "$out"
 

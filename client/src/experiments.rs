@@ -408,6 +408,9 @@ pub enum BenchKind {
     Trade,
     /// `GET /orders/{n}` for n below `--orders`.
     Query,
+    /// etcd's `POST /v3/kv/put` through its JSON gateway, a fresh key each time: a durable,
+    /// replicated write to compare a trade with (`--url` is an etcd member's client URL).
+    EtcdPut,
 }
 
 /// Closed-loop result.
@@ -461,6 +464,18 @@ pub fn bench(
                                         let k = rng.gen_range(0..orders.max(1));
                                         let path = wire::order_path(k);
                                         client.get(format!("{base}{path}")).send().await
+                                    }
+                                    BenchKind::EtcdPut => {
+                                        use base64::Engine;
+                                        let b64 = base64::engine::general_purpose::STANDARD;
+                                        let put = serde_json::json!({
+                                            "key": b64.encode(format!("bench/{i}/{n}")),
+                                            "value": b64.encode("GameStart buy 1"),
+                                        });
+                                        client
+                                            .post(format!("{base}/v3/kv/put"))
+                                            .send_json(&put)
+                                            .await
                                     }
                                     BenchKind::Trade => {
                                         let name = run::DEFAULT_STOCKS
@@ -520,7 +535,7 @@ pub fn bench(
         summary: Summary {
             kind: match kind {
                 BenchKind::Lookup => Kind::Lookup,
-                BenchKind::Trade => Kind::Trade,
+                BenchKind::Trade | BenchKind::EtcdPut => Kind::Trade,
                 BenchKind::Query => Kind::Query,
             },
             count: requests,
