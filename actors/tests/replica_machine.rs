@@ -234,18 +234,18 @@ fn an_order_is_answered_once_durable_on_the_leader_and_the_followers_it_waits_fo
         .find_map(|e| match e {
             Effect::Catalog {
                 id,
-                call: CatalogCall::Trade(t),
-            } if t.rid == RequestId(42) && t.epoch == 1 => Some(*id),
+                call: CatalogCall::Trades(t),
+            } if t.len() == 1 && t[0].rid == RequestId(42) && t[0].epoch == 1 => Some(*id),
             _ => None,
         })
-        .expect("traded at the catalog under the request id and epoch");
-    let traded = Ok(CatalogAnswer::Traded(TradeOutcome {
+        .expect("traded at the catalog under the request id and epoch, alone without load");
+    let traded = Ok(CatalogAnswer::Traded(vec![Ok(TradeOutcome {
         seq: 1,
         name: "FishCo".into(),
         kind: TradeKind::Sell,
         quantity: 2,
         price: 1.0,
-    }));
+    })]));
     let fx = step(
         &mut leader,
         5,

@@ -212,6 +212,28 @@ fn rows() -> Vec<Row> {
             INTERNAL,
             CATALOG,
             "POST",
+            wire::TRADE_BATCH,
+            vec![
+                ex(TradeBatch { trades: vec![] }),
+                ex(TradeResult::Ok(TradeOutcome {
+                    seq: 2,
+                    name: "GameStart".into(),
+                    kind: TradeKind::Sell,
+                    quantity: 1,
+                    price: 15.99,
+                })),
+                ex(TradeResults {
+                    results: vec![TradeResult::Error(ErrorObject::new(
+                        ErrorKind::InsufficientQuantity,
+                        "not enough GameStart",
+                    ))],
+                }),
+            ],
+        ),
+        row(
+            INTERNAL,
+            CATALOG,
+            "POST",
             wire::TRADES_SINCE,
             vec![
                 ex(TradesSince {
@@ -398,6 +420,18 @@ fn rows() -> Vec<Row> {
             "POST",
             wire::CONTROL_RESTART_FRONTEND,
             vec![ex(process_pid())],
+        ),
+        row(
+            INTERNAL,
+            CONTROL,
+            "POST",
+            wire::CONTROL_RESET,
+            vec![ex(Process {
+                addr: "127.0.0.1:8082".into(),
+                name: "catalog".into(),
+                pid: 4243,
+                running: true,
+            })],
         ),
         row(
             INTERNAL,

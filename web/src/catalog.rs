@@ -19,7 +19,7 @@ use tradenet_actors::types::validate_name;
 use tradenet_actors::wire;
 use tradenet_actors::wire::catalog::{
     CatalogStatus, Hello, HelloQuery, Invalidation, InvalidationAck, InvalidationBatch, Subscribe,
-    TradeRequest, TradesSince,
+    TradeBatch, TradeRequest, TradeResult, TradeResults, TradesSince,
 };
 
 struct Subscriber {
@@ -203,6 +203,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(wire::STOCK).route(web::get().to(lookup)))
         .service(resource(wire::STATUS).route(web::get().to(status)))
         .service(resource(wire::TRADE).route(web::post().to(trade)))
+        .service(resource(wire::TRADE_BATCH).route(web::post().to(trade_batch)))
         .service(resource(wire::TRADES_SINCE).route(web::post().to(trades_since)))
         .service(resource(wire::SUBSCRIBE).route(web::post().to(subscribe)))
         .service(resource(wire::HELLO).route(web::get().to(hello)));
@@ -232,6 +233,42 @@ async fn trade(
         .await
         .map_err(to_api)??;
     Ok(ok(outcome))
+}
+
+/// Each trade of a batch goes to the actor as if it came alone (in order; the journal's group
+/// commit makes them durable together); the answer waits for all of them.
+async fn trade_batch(
+    state: web::Data<CatalogState>,
+    body: web::Json<TradeBatch>,
+) -> ApiResult<HttpResponse> {
+    let trades = body.into_inner().trades;
+    if trades.is_empty() || trades.len() > tradenet_actors::replication::MAX_TRADE_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {} trades, not {}",
+            tradenet_actors::replication::MAX_TRADE_BATCH,
+            trades.len()
+        )));
+    }
+    let answers = trades.into_iter().map(|t| {
+        let catalog = state.catalog.clone();
+        async move {
+            validate_name(&t.name)?;
+            catalog
+                .send(Trade(t))
+                .await
+                .map_err(to_api)?
+                .map_err(ApiError::from)
+        }
+    });
+    let results = futures::future::join_all(answers)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(outcome) => TradeResult::Ok(outcome),
+            Err(e) => TradeResult::Error(e.into()),
+        })
+        .collect();
+    Ok(ok(TradeResults { results }))
 }
 
 async fn trades_since(

@@ -205,8 +205,9 @@ pub struct Envelope {
 /// A call a leader makes to the catalog.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CatalogCall {
-    /// `POST /internal/v1/trade`: apply one trade under a request id, fenced by epoch.
-    Trade(TradeRequest),
+    /// `POST /internal/v1/trades`: apply each trade under its request id, fenced by epoch, in
+    /// one call (at most `MAX_TRADE_BATCH`); each keeps its own answer.
+    Trades(Vec<TradeRequest>),
     /// `POST /internal/v1/trades/since`: durable trades after `after`; raises the catalog's
     /// fencing epoch to `epoch` first.
     TradesSince {
@@ -221,11 +222,15 @@ pub enum CatalogCall {
     Ping,
 }
 
+/// The most trades a leader sends the catalog in one call: well under the 64 KiB body limit
+/// (a trade is about 130 bytes of JSON).
+pub const MAX_TRADE_BATCH: usize = 256;
+
 /// The catalog's answer to a `CatalogCall`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CatalogAnswer {
-    /// To `Trade`.
-    Traded(TradeOutcome),
+    /// To `Trades`: one result per trade, in the order asked.
+    Traded(Vec<Result<TradeOutcome, crate::Error>>),
     /// To `TradesSince`.
     Trades {
         /// The trades, in sequence order.

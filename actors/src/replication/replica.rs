@@ -241,10 +241,16 @@ pub struct FollowerView {
 
 /// What is done with an order a catalog trade gave us.
 struct Trading {
-    id: u64,
+    /// The catalog call carrying it; `None` while it waits in `queued`.
+    id: Option<u64>,
     sent_at: Millis,
     waiting: Vec<Envelope>,
 }
+
+/// Trade calls to the catalog in flight at once: under load, the trades that arrive while
+/// they are out wait and leave together in the next call, so a busy leader makes a few large
+/// calls instead of one per trade; with no load a trade leaves at once, alone.
+const MAX_TRADE_CALLS: usize = 2;
 
 /// The leader's view of one follower.
 #[derive(Clone, Debug)]
@@ -289,8 +295,10 @@ struct Leadership {
     waiting: BTreeMap<u64, Vec<Envelope>>,
     /// Orders at the catalog, by request id.
     trading: BTreeMap<RequestId, Trading>,
-    /// Catalog call id -> request id.
-    calls: HashMap<u64, RequestId>,
+    /// Catalog call id -> the request ids it carries, and when it left.
+    calls: HashMap<u64, (Vec<RequestId>, Millis)>,
+    /// Trades waiting for a call to leave in (see `MAX_TRADE_CALLS`), in arrival order.
+    queued: Vec<TradeRequest>,
     /// Traded orders beyond our last (an earlier trade's answer has not come back yet).
     held: BTreeMap<u64, Order>,
     /// When the first order started waiting behind a gap.
@@ -956,25 +964,48 @@ impl Replica {
             o.rid
         };
         let epoch = l.epoch;
-        let id = self.call_catalog(CatalogCall::Trade(TradeRequest {
+        l.queued.push(TradeRequest {
             rid,
             name: o.name,
             kind: o.kind,
             quantity: o.quantity,
             epoch,
-        }));
-        let Phase::Leader(l) = &mut self.phase else {
-            unreachable!("still leading")
-        };
-        l.calls.insert(id, rid);
+        });
         l.trading.insert(
             rid,
             Trading {
-                id,
+                id: None,
                 sent_at: self.now,
                 waiting: vec![env],
             },
         );
+        self.send_trades();
+    }
+
+    /// Sends the queued trades to the catalog, at most `MAX_TRADE_BATCH` a call, while fewer
+    /// than `MAX_TRADE_CALLS` calls are out.
+    fn send_trades(&mut self) {
+        loop {
+            let Phase::Leader(l) = &mut self.phase else {
+                return;
+            };
+            if l.queued.is_empty() || l.calls.len() >= MAX_TRADE_CALLS {
+                return;
+            }
+            let take = l.queued.len().min(MAX_TRADE_BATCH);
+            let batch: Vec<TradeRequest> = l.queued.drain(..take).collect();
+            let rids: Vec<RequestId> = batch.iter().map(|t| t.rid).collect();
+            let id = self.call_catalog(CatalogCall::Trades(batch));
+            let Phase::Leader(l) = &mut self.phase else {
+                unreachable!("still leading")
+            };
+            for rid in &rids {
+                if let Some(t) = l.trading.get_mut(rid) {
+                    t.id = Some(id);
+                }
+            }
+            l.calls.insert(id, (rids, self.now));
+        }
     }
 
     // ----- catalog answers -----
@@ -1030,38 +1061,51 @@ impl Replica {
         let Phase::Leader(l) = &mut self.phase else {
             return;
         };
-        let rid = l.calls.remove(&id).expect("checked");
-        let Some(t) = l.trading.remove(&rid) else {
-            return;
+        let (rids, _) = l.calls.remove(&id).expect("checked");
+        // Trades that timed out meanwhile were answered already; the rest, each its own.
+        let results: Vec<Result<TradeOutcome, Error>> = match result {
+            Ok(CatalogAnswer::Traded(results)) if results.len() == rids.len() => results,
+            Ok(_) => vec![
+                Err(Error::Io(
+                    "the catalog answered trades with something else".into()
+                ));
+                rids.len()
+            ],
+            Err(e) => vec![Err(e); rids.len()],
         };
-        match result {
-            Ok(CatalogAnswer::Traded(outcome)) => self.on_traded(rid, outcome, t.waiting),
-            Ok(CatalogAnswer::Trades { .. } | CatalogAnswer::Pong) => {
-                for env in t.waiting {
-                    self.respond(
-                        env,
-                        Err(Error::Io(
-                            "the catalog answered a trade with something else".into(),
-                        )),
-                    );
+        let mut fenced = None;
+        for (rid, result) in rids.into_iter().zip(results) {
+            let Phase::Leader(l) = &mut self.phase else {
+                return;
+            };
+            let Some(t) = l.trading.remove(&rid) else {
+                continue;
+            };
+            match result {
+                Ok(outcome) => self.on_traded(rid, outcome, t.waiting),
+                Err(Error::Fenced { got, known }) => {
+                    for env in t.waiting {
+                        self.respond(
+                            env,
+                            Err(Error::NotLeader(format!(
+                                "the catalog knows a newer epoch {known} than {got}"
+                            ))),
+                        );
+                    }
+                    fenced = Some((got, known));
+                }
+                Err(e) => {
+                    for env in t.waiting {
+                        self.respond(env, Err(e.clone()));
+                    }
                 }
             }
-            Err(Error::Fenced { got, known }) => {
-                for env in t.waiting {
-                    self.respond(
-                        env,
-                        Err(Error::NotLeader(format!(
-                            "the catalog knows a newer epoch {known} than {got}"
-                        ))),
-                    );
-                }
-                self.step_down(&format!("the catalog knows epoch {known} (ours {got})"));
+        }
+        match fenced {
+            Some((got, known)) => {
+                self.step_down(&format!("the catalog knows epoch {known} (ours {got})"))
             }
-            Err(e) => {
-                for env in t.waiting {
-                    self.respond(env, Err(e.clone()));
-                }
-            }
+            None => self.send_trades(),
         }
     }
 
@@ -1527,6 +1571,7 @@ impl Replica {
             waiting: BTreeMap::new(),
             trading: BTreeMap::new(),
             calls: HashMap::new(),
+            queued: Vec::new(),
             held: BTreeMap::new(),
             gap_since: None,
             filling: None,
@@ -1885,18 +1930,34 @@ impl Replica {
                 p.retry_at = now + retry;
             }
         }
-        // Catalog calls that never came back: the caller gets a retryable answer.
-        let stale: Vec<RequestId> = l
+        // Catalog calls that never came back, and trades that waited too long for a call to
+        // leave in: the caller gets a retryable answer (a retry under the same request id
+        // trades once). A call given up frees its place for the queued trades.
+        let stale_calls: Vec<u64> = l
+            .calls
+            .iter()
+            .filter(|(_, (_, sent))| now >= sent + timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut stale: Vec<RequestId> = Vec::new();
+        for id in stale_calls {
+            stale.extend(l.calls.remove(&id).expect("listed").0);
+        }
+        let queued_too_long: Vec<RequestId> = l
             .trading
             .iter()
-            .filter(|(_, t)| now >= t.sent_at + timeout)
+            .filter(|(_, t)| t.id.is_none() && now >= t.sent_at + timeout)
             .map(|(rid, _)| *rid)
             .collect();
+        if !queued_too_long.is_empty() {
+            l.queued.retain(|q| !queued_too_long.contains(&q.rid));
+            stale.extend(queued_too_long);
+        }
         let mut failed = Vec::new();
         for rid in stale {
-            let t = l.trading.remove(&rid).expect("listed");
-            l.calls.remove(&t.id);
-            failed.extend(t.waiting);
+            if let Some(t) = l.trading.remove(&rid) {
+                failed.extend(t.waiting);
+            }
         }
         let mut slow_reads = Vec::new();
         l.reads.retain(|&(_, env, since)| {
@@ -1911,6 +1972,7 @@ impl Replica {
         }
         let fill_due =
             l.filling.is_none() && l.gap_since.is_some_and(|s| now >= s + self.cfg.gap_wait);
+        let freed = !failed.is_empty();
         for env in failed {
             self.respond(
                 env,
@@ -1918,6 +1980,9 @@ impl Replica {
                     "the catalog did not answer in time; retry with the same request id".into(),
                 )),
             );
+        }
+        if freed {
+            self.send_trades();
         }
         for env in slow_reads {
             self.respond(

@@ -44,7 +44,9 @@ impl CatalogModel {
     pub fn call(&mut self, call: CatalogCall) -> Result<CatalogAnswer, Error> {
         match call {
             CatalogCall::Ping => Ok(CatalogAnswer::Pong),
-            CatalogCall::Trade(req) => self.trade(req).map(CatalogAnswer::Traded),
+            CatalogCall::Trades(reqs) => Ok(CatalogAnswer::Traded(
+                reqs.into_iter().map(|req| self.trade(req)).collect(),
+            )),
             CatalogCall::TradesSince {
                 after,
                 epoch,

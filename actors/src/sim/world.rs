@@ -388,13 +388,17 @@ impl World {
                     return;
                 }
                 let result = self.catalog.call(call.clone());
-                if let Ok(CatalogAnswer::Traded(t)) = &result {
-                    if let CatalogCall::Trade(req) = &call {
-                        if !self.issued.contains(&req.rid) {
-                            self.violation(format!(
-                                "rule 2: the catalog traded request {} (trade {}), which no client issued",
-                                req.rid, t.seq
-                            ));
+                if let (Ok(CatalogAnswer::Traded(results)), CatalogCall::Trades(reqs)) =
+                    (&result, &call)
+                {
+                    for (req, t) in reqs.iter().zip(results) {
+                        if let Ok(t) = t {
+                            if !self.issued.contains(&req.rid) {
+                                self.violation(format!(
+                                    "rule 2: the catalog traded request {} (trade {}), which no client issued",
+                                    req.rid, t.seq
+                                ));
+                            }
                         }
                     }
                 }

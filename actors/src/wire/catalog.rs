@@ -41,6 +41,33 @@ pub struct TradeOutcome {
     pub price: f64,
 }
 
+/// `POST /internal/v1/trades`: the trades an order leader sends in one call (at most 256),
+/// each applied once under its own request id as if sent alone; the answer comes when every
+/// one of them is durable (or refused).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeBatch {
+    /// The trades, in the order they are applied.
+    pub trades: Vec<TradeRequest>,
+}
+
+/// One trade's answer in a [`TradeResults`]: its outcome, or the error object a single trade
+/// would have been answered with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeResult {
+    /// `{"ok": {seq, name, type, quantity, price}}`.
+    Ok(TradeOutcome),
+    /// `{"error": {code, message, kind}}`.
+    Error(super::ErrorObject),
+}
+
+/// The answer to a [`TradeBatch`]: one result per trade, in the order asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeResults {
+    /// The results.
+    pub results: Vec<TradeResult>,
+}
+
 /// One trade as the catalog journals it and reports it to a new leader. `seq` numbers the
 /// catalog's trades from 1 with no gaps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -53,6 +53,9 @@ pub const OPENAPI: &str = "/openapi.json";
 
 /// `POST` [`catalog::TradeRequest`]: trade once durable, [`catalog::TradeOutcome`].
 pub const TRADE: &str = "/internal/v1/trade";
+/// `POST` [`catalog::TradeBatch`]: several trades in one call, each durable and answered on
+/// its own, [`catalog::TradeResults`].
+pub const TRADE_BATCH: &str = "/internal/v1/trades";
 /// `POST` [`catalog::TradesSince`]: durable trades after a sequence number,
 /// [`catalog::TradesPage`].
 pub const TRADES_SINCE: &str = "/internal/v1/trades/since";
@@ -97,6 +100,9 @@ pub const CONTROL_START: &str = "/control/v1/start/{name}";
 pub const CONTROL_RESTART_FRONTEND: &str = "/control/v1/restart/frontend";
 /// `GET`: every replica's order file, a list of [`control::Digest`].
 pub const CONTROL_DIGESTS: &str = "/control/v1/digests";
+/// `POST`: stop every process, remove their data folders, start them all again once every one
+/// is healthy (a fresh exchange); a list of [`control::Process`].
+pub const CONTROL_RESET: &str = "/control/v1/reset";
 /// `GET`: every process with its status and readiness, and the front end's request counts,
 /// [`control::Overview`] (what the console polls).
 pub const CONTROL_OVERVIEW: &str = "/control/v1/overview";

@@ -23,7 +23,9 @@ use tradenet_actors::replication::{
     FollowerView, NodeId, Replica, ReplicaState, Request, Response, Write,
 };
 use tradenet_actors::wire;
-use tradenet_actors::wire::catalog::{TradeOutcome, TradesPage, TradesSince};
+use tradenet_actors::wire::catalog::{
+    TradeBatch, TradeResult, TradeResults, TradesPage, TradesSince,
+};
 use tradenet_actors::Error;
 
 /// How often the machine is given the time.
@@ -220,10 +222,20 @@ async fn call_catalog(
     call: CatalogCall,
 ) -> Result<CatalogAnswer, Error> {
     match call {
-        CatalogCall::Trade(req) => {
-            let url = format!("{base}{}", wire::TRADE);
-            as_heard(http::post_heard::<_, TradeOutcome>(&client, &url, &req).await)
-                .map(CatalogAnswer::Traded)
+        CatalogCall::Trades(trades) => {
+            let url = format!("{base}{}", wire::TRADE_BATCH);
+            let body = TradeBatch { trades };
+            as_heard(http::post_heard::<_, TradeResults>(&client, &url, &body).await).map(|r| {
+                CatalogAnswer::Traded(
+                    r.results
+                        .into_iter()
+                        .map(|t| match t {
+                            TradeResult::Ok(outcome) => Ok(outcome),
+                            TradeResult::Error(e) => Err(Error::from(ApiError::from(e))),
+                        })
+                        .collect(),
+                )
+            })
         }
         CatalogCall::Ping => {
             let url = format!("{base}{}", wire::HELLO);

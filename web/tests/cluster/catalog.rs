@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tradenet_actors::types::{RequestId, TradeKind};
 use tradenet_actors::wire;
-use tradenet_actors::wire::catalog::{TradeOutcome, TradeRequest, TradesPage, TradesSince};
+use tradenet_actors::wire::catalog::{
+    TradeBatch, TradeOutcome, TradeRequest, TradeResult, TradeResults, TradesPage, TradesSince,
+};
 
 /// rid -> (stock, type, quantity, catalog seq) of every acknowledged trade.
 type Acked = HashMap<RequestId, (String, TradeKind, u64, u64)>;
@@ -183,4 +185,67 @@ fn corrupt_middle_line_stops_start_up_naming_file_and_line() {
         out.contains("journal.jsonl:2"),
         "message names file and line: {out}"
     );
+}
+
+#[test]
+fn a_batch_of_trades_answers_each_as_if_alone_and_applies_each_once() {
+    let c = catalog_only();
+    let t = |n: u64, name: &str, kind: TradeKind, quantity: u64| TradeRequest {
+        rid: rid(1000 + n),
+        name: name.to_string(),
+        kind,
+        quantity,
+        epoch: 0,
+    };
+    let batch = TradeBatch {
+        trades: vec![
+            t(1, "GameStart", TradeKind::Buy, 3),
+            t(2, "Panoramix", TradeKind::Buy, 1),
+            t(3, "FishCo", TradeKind::Buy, 5000),
+            t(4, "FishCo", TradeKind::Sell, 2),
+        ],
+    };
+    let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
+    assert_eq!(status, 200, "{body}");
+    let first: TradeResults = data(&body);
+    let kinds: Vec<String> = first
+        .results
+        .iter()
+        .map(|r| match r {
+            TradeResult::Ok(o) => format!("ok {} {}", o.name, o.quantity),
+            TradeResult::Error(e) => format!("{} {}", e.code, e.kind),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ok GameStart 3",
+            "404 not_found",
+            "409 insufficient_quantity",
+            "ok FishCo 2"
+        ],
+        "each trade answered on its own: {body}"
+    );
+    // The same batch again: the same answers (request ids apply once), nothing traded twice.
+    let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        data::<TradeResults>(&body),
+        first,
+        "a retried batch: {body}"
+    );
+    let stocks = catalog_stocks(&c.catalog);
+    assert_eq!(stocks["GameStart"], (INITIAL - 3, 3));
+    assert_eq!(stocks["FishCo"], (INITIAL + 2, 2));
+
+    for size in [0, 257] {
+        let batch = TradeBatch {
+            trades: (0..size)
+                .map(|n| t(2000 + n, "GameStart", TradeKind::Sell, 1))
+                .collect(),
+        };
+        let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
+        assert_eq!(status, 400, "a batch of {size}: {body}");
+    }
+    assert_eq!(catalog_stocks(&c.catalog)["GameStart"], (INITIAL - 3, 3));
 }
