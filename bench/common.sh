@@ -11,6 +11,7 @@ track() { pids+=("$1"); }
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  netns_teardown
   [ -n "${work:-}" ] && rm -rf "$work"
 }
 trap cleanup EXIT
@@ -61,4 +62,79 @@ addr = "127.0.0.1:$((base + 92))"
 id = 3
 addr = "127.0.0.1:$((base + 93))"
 TOML
+}
+
+# --- Hosts on an emulated network (bench/evaluate.sh --netns); needs root and iproute2. ---
+# `netns_setup DELAY_MS` (after bench_setup) builds a bridge in this namespace (which gets the
+# bridge's first address, so the launcher's readiness probes and curl reach every service),
+# one network namespace per service and one for the client, each with a veth into the bridge
+# whose namespace end delays every packet it sends by DELAY_MS (tc netem, or NFQUEUE and
+# bench/netdelay.py where the kernel has no netem): each direction of
+# each hop between two namespaces costs DELAY_MS, a round trip twice that. It rewrites
+# $work/bench.toml with the namespaces' addresses and `[launcher] wrap`, so that `tradenet up`
+# starts each service inside its namespace, and sets FE_ADDR, CONTROL_ADDR, CLIENT_NS and
+# NETNS_DELAY_HOW. Must run in the repository's root (bench_setup goes there).
+# The cleanup trap removes it all.
+netns_tag=""
+netns_names=()
+netns_teardown() {
+  [ -n "$netns_tag" ] || return 0
+  for ns in "${netns_names[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  ip link del "${netns_tag}br" 2>/dev/null || true
+  netns_tag=""
+}
+netns_setup() {
+  local delay=$1 k=$((RANDOM % 200 + 20))
+  netns_tag="te$k"
+  local subnet="10.231.$k" br="${netns_tag}br" i=0
+  ip link add "$br" type bridge
+  ip addr add "$subnet.1/24" dev "$br"
+  ip link set "$br" up
+  # service name -> last byte of its address
+  local -A byte=([catalog]=2 [frontend]=3 [order-1]=11 [order-2]=12 [order-3]=13 [client]=50)
+  for name in catalog order-1 order-2 order-3 frontend client; do
+    local ns="$netns_tag-$name" inner="${netns_tag}v${i}i" port="${netns_tag}v${i}p"
+    i=$((i + 1))
+    ip netns add "$ns"
+    netns_names+=("$ns")
+    ip link add "$inner" type veth peer name "$port"
+    ip link set "$inner" netns "$ns"
+    ip link set "$port" master "$br" up
+    ip -n "$ns" addr add "$subnet.${byte[$name]}/24" dev "$inner"
+    ip -n "$ns" link set "$inner" up
+    ip -n "$ns" link set lo up
+    if ip netns exec "$ns" tc qdisc add dev "$inner" root netem delay "${delay}ms" 2>/dev/null; then
+      NETNS_DELAY_HOW="tc netem"
+    else
+      # A kernel without netem (CONFIG_NET_SCH_NETEM): the namespace's iptables hands every
+      # packet leaving through the veth to bench/netdelay.py, which lets it go DELAY_MS later.
+      NETNS_DELAY_HOW="NFQUEUE + bench/netdelay.py (this kernel has no netem)"
+      ip netns exec "$ns" iptables -A OUTPUT -o "$inner" -j NFQUEUE --queue-num 0 --queue-bypass
+      ip netns exec "$ns" python3 bench/netdelay.py 0 "$delay" 2>> "$work/netdelay.err" &
+      track $!
+    fi
+  done
+  CLIENT_NS="$netns_tag-client"
+  CONTROL_ADDR=$subnet.1:$((BASE + 79)) FE_ADDR=$subnet.3:8081
+  cat > "$work/bench.toml" <<TOML
+data_dir = "$work/data"
+log = "warn"
+[catalog]
+addr = "$subnet.2:8082"
+[frontend]
+addr = "$FE_ADDR"
+[launcher]
+control_addr = "$CONTROL_ADDR"
+wrap = "ip netns exec $netns_tag-{name}"
+[[replicas]]
+id = 1
+addr = "$subnet.11:8091"
+[[replicas]]
+id = 2
+addr = "$subnet.12:8092"
+[[replicas]]
+id = 3
+addr = "$subnet.13:8093"
+TOML
+  sleep 0.5   # the delayers bind their queues
 }

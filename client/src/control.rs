@@ -119,6 +119,14 @@ impl Control {
             .map(|_| ())
     }
 
+    /// Stops every service, removes their data and starts them all again (a fresh exchange);
+    /// answers once every one is healthy.
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        self.call::<Vec<tradenet_actors::wire::control::Process>>("POST", wire::CONTROL_RESET)
+            .await
+            .map(|_| ())
+    }
+
     /// Size and SHA-256 of each replica's order file.
     pub async fn digests(&self) -> anyhow::Result<Vec<Digest>> {
         self.call("GET", wire::CONTROL_DIGESTS).await

@@ -45,17 +45,25 @@ pub fn report(r: &RunReport) -> Vec<Summary> {
 }
 
 /// `sweep`: `run` at each p with the cache on, then off (the front end is restarted through
-/// the launcher's control API); writes `sweep.csv` and one SVG per request type.
+/// the launcher's control API); writes `sweep.csv` and one SVG per request type. With
+/// `reset`, the launcher first resets the exchange to empty data before each half, so both
+/// halves start from the same stock quantities (buys empty stocks, which are then no longer
+/// traded, so a half that starts with more stocks at zero places fewer trades).
 pub fn sweep(
     base: &RunOpts,
     control: &Control,
     cache_size: usize,
     ps: &[f64],
     out: &Path,
+    reset: bool,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let mut rows: Vec<(String, f64, Summary)> = Vec::new();
     for (label, size) in [("cache on", cache_size), ("cache off", 0)] {
+        if reset {
+            actix_rt::System::new().block_on(control.reset())?;
+            println!("== fresh exchange (every service restarted on empty data)");
+        }
         actix_rt::System::new().block_on(control.restart_frontend(size))?;
         println!("== {label} (cache_size = {size})");
         for &p in ps {
@@ -129,6 +137,76 @@ pub fn sweep(
         )?;
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// One row of a `sweep.csv`, the columns `sweep_compare` reads.
+#[derive(serde::Deserialize)]
+struct SweepRow {
+    cache: String,
+    p: f64,
+    #[serde(rename = "type")]
+    kind: String,
+    mean_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Compares the `sweep.csv` of several runs (e.g. loopback and an emulated network), given as
+/// `(label, path)`: prints, per run and p, the lookup latency with the cache on and off and
+/// the cache's gain, and draws `sweep-compare.svg` in `out` (lookup mean with the cache on as
+/// a percentage of the mean with it off, and the same for the median: below 100 the cache
+/// helps; the p99, in the table only, is too noisy on loopback to plot).
+pub fn sweep_compare(runs: &[(String, std::path::PathBuf)], out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    println!("| network | p | lookup mean, on | off | gain | lookup p99, on | off | gain |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut series = Vec::new();
+    for (label, path) in runs {
+        let mut reader =
+            csv::Reader::from_path(path).with_context(|| format!("read {}", path.display()))?;
+        let rows: Vec<SweepRow> = reader
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("parse {}", path.display()))?;
+        let lookup = |cache: &str, p: f64| {
+            rows.iter()
+                .find(|r| r.kind == "lookup" && r.cache == cache && r.p == p)
+        };
+        let (mut mean, mut p50) = (Vec::new(), Vec::new());
+        for on in rows
+            .iter()
+            .filter(|r| r.kind == "lookup" && r.cache == "cache on")
+        {
+            let Some(off) = lookup("cache off", on.p) else {
+                continue;
+            };
+            let gain = |a: f64, b: f64| 100.0 * (1.0 - a / b);
+            println!(
+                "| {label} | {} | {:.3} | {:.3} | {:.0}% | {:.3} | {:.3} | {:.0}% |",
+                on.p,
+                on.mean_ms,
+                off.mean_ms,
+                gain(on.mean_ms, off.mean_ms),
+                on.p99_ms,
+                off.p99_ms,
+                gain(on.p99_ms, off.p99_ms)
+            );
+            mean.push((on.p, 100.0 * on.mean_ms / off.mean_ms));
+            p50.push((on.p, 100.0 * on.p50_ms / off.p50_ms));
+        }
+        series.push((format!("{label}, mean"), mean));
+        series.push((format!("{label}, p50"), p50));
+    }
+    let path = out.join("sweep-compare.svg");
+    plot::lines(
+        &path,
+        "lookup latency with the cache on, % of cache off",
+        "p (probability of trading after a lookup)",
+        "% of cache-off latency (below 100: the cache helps)",
+        &series,
+    )?;
+    println!("wrote {}", path.display());
     Ok(())
 }
 

@@ -11,8 +11,8 @@ use tradenet_client::run::{self, RunOpts, DEFAULT_STOCKS};
 /// Load, verification and the course's experiments for Trade-Net.
 ///
 /// Start the exchange first (`tradenet up`), then run one of the subcommands. `sweep` and
-/// `chaos` also use the launcher's control API (default http://127.0.0.1:8079) to restart the
-/// front end and to kill and restart replicas.
+/// `chaos` also use the launcher's control API (default http://127.0.0.1:8079) to reset the
+/// exchange, restart the front end and kill and restart replicas.
 ///
 /// Exit status: 0 when every request was answered (409, not enough to buy, is a normal
 /// answer) and every order read back as placed; 2 when requests failed or orders read back
@@ -87,7 +87,8 @@ enum Cmd {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
-    /// `run` for each p with the cache on, then off; writes sweep.csv and SVG plots.
+    /// `run` for each p with the cache on, then off, each half on a fresh exchange; writes
+    /// sweep.csv and SVG plots.
     Sweep {
         #[command(flatten)]
         load: Load,
@@ -100,6 +101,21 @@ enum Cmd {
         /// Trade probabilities, comma-separated.
         #[arg(long, default_value = "0,0.2,0.4,0.6,0.8", value_delimiter = ',')]
         ps: Vec<f64>,
+        /// Output folder.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Keep the exchange's data: do not reset it (every service restarted on empty data,
+        /// through the control API) before each half. The halves then start from different
+        /// stock quantities and are not comparable.
+        #[arg(long)]
+        keep_data: bool,
+    },
+    /// Compares the sweep.csv of several runs (e.g. loopback and an emulated network): the
+    /// cache's gain on lookups per p, as a table and sweep-compare.svg.
+    SweepCompare {
+        /// LABEL=PATH of a sweep.csv, once per run.
+        #[arg(required = true, value_parser = label_path)]
+        runs: Vec<(String, PathBuf)>,
         /// Output folder.
         #[arg(long, default_value = "results")]
         out: PathBuf,
@@ -240,10 +256,16 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
             cache_size,
             ps,
             out,
+            keep_data,
         } => {
             let mut opts = load.opts();
             opts.progress = false;
-            experiments::sweep(&opts, &Control::new(&control), cache_size, &ps, &out)?;
+            let control = Control::new(&control);
+            experiments::sweep(&opts, &control, cache_size, &ps, &out, !keep_data)?;
+            Ok(true)
+        }
+        Cmd::SweepCompare { runs, out } => {
+            experiments::sweep_compare(&runs, &out)?;
             Ok(true)
         }
         Cmd::LruTrace { frontend, out } => {
@@ -354,5 +376,15 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
             experiments::plain_server(&addr, workers)?;
             Ok(true)
         }
+    }
+}
+
+/// `LABEL=PATH`, as `sweep-compare` takes its runs.
+fn label_path(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((label, path)) if !label.is_empty() && !path.is_empty() => {
+            Ok((label.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected LABEL=PATH, got {s:?}")),
     }
 }

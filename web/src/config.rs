@@ -74,6 +74,12 @@ pub struct LauncherConfig {
     /// Where `tradenet up` serves its control API (kill/start a service, restart the front end
     /// with another cache size, digests of the order files); empty turns it off.
     pub control_addr: String,
+    /// A command every service is started under, e.g. `ip netns exec tn-{name}` to run each in
+    /// its own network namespace (`{name}`: `catalog`, `order-N`, `frontend`). It must exec the
+    /// service in its own process (as `ip netns exec` does), so that the launcher's kill and
+    /// stop reach it. Empty: the services are started directly.
+    #[serde(default)]
+    pub wrap: String,
 }
 
 /// `[catalog]`
@@ -183,6 +189,10 @@ impl Config {
         check_addr("frontend.addr", &self.frontend.addr)?;
         if !self.launcher.control_addr.is_empty() {
             check_addr("launcher.control_addr", &self.launcher.control_addr)?;
+        }
+        if !self.launcher.wrap.is_empty() && self.launcher.wrap.split_whitespace().next().is_none()
+        {
+            bail!("launcher.wrap: a command is needed (or \"\" for none)");
         }
         let mut ids = std::collections::HashSet::new();
         for r in &self.replicas {
@@ -400,6 +410,7 @@ mod tests {
         assert!(c.catalog.stocks.iter().all(|s| s.quantity == 100));
         assert_eq!(c.frontend.addr, "127.0.0.1:8081");
         assert_eq!(c.frontend.cache_size, 10);
+        assert_eq!(c.launcher.wrap, "", "services start directly by default");
         assert_eq!(
             c.replicas.iter().map(|r| r.id).collect::<Vec<_>>(),
             vec![1, 2, 3]
@@ -456,6 +467,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("id 1 is listed twice"), "{err}");
+        let err = Config::load(Some(&write(dir.path(), "[launcher]\nwrap = \"  \"\n")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("launcher.wrap"), "{err}");
         let err = Config::load(Some(Path::new("/nonexistent/x.toml")), &[])
             .unwrap_err()
             .to_string();

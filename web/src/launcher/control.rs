@@ -1,8 +1,8 @@
 //! The launcher's control API (`[launcher] control_addr`): an actix-web server on its own
 //! thread that turns each request into a [`Command`] for the launcher's main thread, which
 //! owns the children, and answers with what comes back. It lists the services, SIGKILLs and
-//! starts them (chaos experiments), restarts the front end with another cache size, and
-//! digests the replicas' order files. Its paths and answer shapes are
+//! starts them (chaos experiments), restarts the front end with another cache size, resets
+//! the whole exchange to a fresh state, and digests the replicas' order files. Its paths and answer shapes are
 //! `tradenet_actors::wire`'s (`CONTROL_*`, `wire::control`), which the client tool reads too;
 //! `docs/internal-api.md` lists them.
 //!
@@ -48,6 +48,9 @@ pub enum Command {
     },
     /// Size and SHA-256 of every replica's order file.
     Digests,
+    /// Stop every service, remove their data folders and start them all again: a fresh
+    /// exchange.
+    Reset,
 }
 
 /// The launcher's answer: the `data` of a 200, or an error object.
@@ -57,7 +60,7 @@ pub type Answer = Result<Reply, ApiError>;
 #[derive(Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Reply {
-    /// `processes`: every service.
+    /// `processes`, `reset`: every service.
     Processes(Vec<shapes::Process>),
     /// `kill`, `start`, `restart/frontend`: the service killed or started.
     Pid(shapes::ProcessPid),
@@ -107,6 +110,7 @@ pub struct Commands(pub mpsc::Sender<Request>);
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(wire::CONTROL_PROCESSES, web::get().to(processes))
         .route(wire::CONTROL_DIGESTS, web::get().to(digests))
+        .route(wire::CONTROL_RESET, web::post().to(reset))
         .route(wire::CONTROL_KILL, web::post().to(kill))
         .route(wire::CONTROL_START, web::post().to(start))
         .route(
@@ -121,6 +125,10 @@ async fn processes(commands: web::Data<Commands>) -> Result<HttpResponse, ApiErr
 
 async fn digests(commands: web::Data<Commands>) -> Result<HttpResponse, ApiError> {
     ask(&commands, Command::Digests).await
+}
+
+async fn reset(commands: web::Data<Commands>) -> Result<HttpResponse, ApiError> {
+    ask(&commands, Command::Reset).await
 }
 
 async fn kill(

@@ -98,6 +98,38 @@ async fn routes_become_commands_and_answers_become_data() {
 }
 
 #[actix_web::test]
+async fn reset_is_a_post_and_answers_every_process() {
+    let (commands, seen) = stand_in(|_| {
+        Ok(Reply::Processes(vec![shapes::Process {
+            addr: "127.0.0.1:8082".into(),
+            name: "catalog".into(),
+            pid: 9,
+            running: true,
+        }]))
+    });
+    let app = control_app!(commands);
+    let (status, body) = call(
+        &app,
+        TestRequest::post().uri("/control/v1/reset").to_request(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"data": [{"addr": "127.0.0.1:8082", "name": "catalog", "pid": 9, "running": true}]})
+    );
+    assert_eq!(seen.recv().unwrap(), Command::Reset);
+    // Not by GET: a reset wipes data.
+    let (status, _) = call(
+        &app,
+        TestRequest::get().uri("/control/v1/reset").to_request(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(seen.try_recv().is_err());
+}
+
+#[actix_web::test]
 async fn bad_requests_never_reach_the_launcher() {
     let (commands, seen) = stand_in(|_| Ok(Reply::Digests(vec![])));
     let app = control_app!(commands);

@@ -9,6 +9,10 @@
 //! only logged: chaos testing kills replicas on purpose and the rest of the exchange is meant
 //! to keep running.
 //!
+//! With `[launcher] wrap` set (e.g. `ip netns exec tn-{name}`), each child is started under
+//! that command, which must exec it (so the pid the launcher holds is the service's): this is
+//! how `bench/evaluate.sh --netns` runs every service in a network namespace of its own.
+//!
 //! Settings reach the children through the environment: they inherit the launcher's, plus the
 //! variables `main` names for the flags given to `up` (`TRADENET_CONFIG`,
 //! `TRADENET__SECTION__KEY`), which their own flags and configuration layer read back.
@@ -24,7 +28,7 @@ pub mod process;
 use anyhow::{bail, Context};
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::OnceLock;
@@ -34,6 +38,7 @@ use crate::error::ApiError;
 use control::{conflict, Answer, Command, ControlServer, Reply};
 use process::{describe, stop_all, wait_ready, Service, POLL};
 use tradenet_actors::wire::control::{Digest, Process, ProcessPid};
+use tradenet_actors::wire::ErrorKind;
 
 /// Set by the Ctrl-C / SIGTERM handler.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -138,7 +143,8 @@ impl<'a> Launcher<'a> {
             services: Vec::with_capacity(plan.len()),
         };
         for (name, addr, args) in plan {
-            let service = Service::start(&name, addr, exe.clone(), args, child_env, width)
+            let (program, args) = wrapped(&config.launcher.wrap, &name, &exe, args);
+            let service = Service::start(&name, addr, program, args, child_env, width)
                 .with_context(|| format!("cannot start {name}"))?;
             log::info!("started {name} (pid {}) on {addr}", service.pid());
             launcher.services.push(service);
@@ -174,17 +180,7 @@ impl<'a> Launcher<'a> {
     /// Carries out one control command.
     fn handle(&mut self, command: &Command) -> Answer {
         match command {
-            Command::List => Ok(Reply::Processes(
-                self.services
-                    .iter()
-                    .map(|s| Process {
-                        addr: s.addr.clone(),
-                        name: s.name.clone(),
-                        pid: s.pid(),
-                        running: s.is_running(),
-                    })
-                    .collect(),
-            )),
+            Command::List => Ok(Reply::Processes(self.processes())),
             Command::Kill(name) => {
                 let s = self.find(name)?;
                 if !s.is_running() {
@@ -202,7 +198,54 @@ impl<'a> Launcher<'a> {
             }
             Command::Start { name, env } => self.start_again(name, env),
             Command::Digests => Ok(Reply::Digests(digests(self.config))),
+            Command::Reset => self.reset(),
         }
+    }
+
+    /// Every service as `processes` lists it.
+    fn processes(&self) -> Vec<Process> {
+        self.services
+            .iter()
+            .map(|s| Process {
+                addr: s.addr.clone(),
+                name: s.name.clone(),
+                pid: s.pid(),
+                running: s.is_running(),
+            })
+            .collect()
+    }
+
+    /// Stops every service, removes their data folders (the cluster secret, beside them,
+    /// stays), starts them all again with the launcher's own settings (a cache size changed
+    /// through the control API is forgotten) and waits until every one is ready.
+    fn reset(&mut self) -> Answer {
+        stop_all(&mut self.services);
+        for s in &self.services {
+            let dir = self.config.service_dir(&s.name);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ApiError::with_kind(
+                        ErrorKind::Internal,
+                        format!("cannot remove {}: {e}", dir.display()),
+                    ))
+                }
+            }
+        }
+        let started = (|| {
+            for s in &mut self.services {
+                s.restart(&self.child_env)?;
+                log::info!("control: reset: started {} (pid {})", s.name, s.pid());
+            }
+            if !wait_ready(&mut self.services, &STOP)? {
+                bail!("stop requested");
+            }
+            Ok(())
+        })();
+        started.map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+        log::info!("control: reset: every service started again on empty data");
+        Ok(Reply::Processes(self.processes()))
     }
 
     fn find(&mut self, name: &str) -> Result<&mut Service, ApiError> {
@@ -242,6 +285,22 @@ impl Drop for Launcher<'_> {
     /// Children never outlive the launcher.
     fn drop(&mut self) {
         stop_all(&mut self.services);
+    }
+}
+
+/// The program and arguments that start service `name` (`exe args`) under `wrap`
+/// (`[launcher] wrap`, `{name}` replaced): `ip netns exec tn-{name}` gives
+/// `ip netns exec tn-catalog exe catalog`. An empty `wrap` starts `exe` itself.
+fn wrapped(wrap: &str, name: &str, exe: &Path, args: Vec<String>) -> (PathBuf, Vec<String>) {
+    let mut words = wrap.split_whitespace().map(|w| w.replace("{name}", name));
+    match words.next() {
+        None => (exe.to_path_buf(), args),
+        Some(program) => {
+            let mut all: Vec<String> = words.collect();
+            all.push(exe.to_string_lossy().into_owned());
+            all.extend(args);
+            (PathBuf::from(program), all)
+        }
     }
 }
 
@@ -325,6 +384,30 @@ fn print_urls(config: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrap_puts_a_command_before_each_service() {
+        let exe = Path::new("/bin/tradenet");
+        let args = vec!["order".to_string(), "--id".to_string(), "2".to_string()];
+        assert_eq!(
+            wrapped("", "order-2", exe, args.clone()),
+            (exe.to_path_buf(), args.clone())
+        );
+        let (program, all) = wrapped("ip netns exec tn-{name}", "order-2", exe, args);
+        assert_eq!(program, PathBuf::from("ip"));
+        assert_eq!(
+            all,
+            [
+                "netns",
+                "exec",
+                "tn-order-2",
+                "/bin/tradenet",
+                "order",
+                "--id",
+                "2"
+            ]
+        );
+    }
 
     #[test]
     fn digests_hash_each_replica_order_file() {
