@@ -82,26 +82,7 @@ trap 'exit 130' INT TERM
 
 # Five free loopback ports below the ephemeral range (other Trade-Net processes on this
 # machine may hold the defaults, 8079-8093).
-read -r catalog frontend r1 r2 r3 < <("$py" - << 'EOF'
-import random, socket
-ports = []
-for _ in range(10000):
-    if len(ports) == 5:
-        break
-    p = random.randint(20000, 32000)
-    if p in ports:
-        continue
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        ports.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(*ports)
-EOF
-) || true
+read -r catalog frontend r1 r2 r3 < <("$py" bench/free-ports.py 5) || true
 [[ -n ${r3:-} ]] || fail "could not find five free ports"
 
 config=$tmp/tradenet.toml

@@ -17,22 +17,7 @@ cleanup() {
 trap cleanup EXIT
 # A port base with BASE+79..BASE+99 free on 127.0.0.1, tried from a random start.
 free_base() {
-  python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randrange(20000, 31000, 100)
-    socks = []
-    try:
-        for port in range(base + 79, base + 100):
-            s = socket.socket(); s.bind(("127.0.0.1", port)); socks.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-else:
-    raise SystemExit("no free port range found")
-PY
+  echo $(($(python3 bench/free-ports.py 1 --run 21) - 79))
 }
 bench_setup() {
   cargo build --release -q --workspace

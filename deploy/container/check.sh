@@ -281,24 +281,7 @@ note "built in $(secs "$t_build" "$t_build_done") s: $(podman run --rm --network
 say "4. podman-compose up, project $project"
 # Two free ports on 127.0.0.1, away from the ones Trade-Net uses by default (8079-8093) and from
 # the ephemeral range.
-read -r port1 port2 < <("$py" - <<'EOF'
-import random, socket
-ports = []
-while len(ports) < 2:
-    p = random.randrange(20000, 30000)
-    if p in ports:
-        continue
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        ports.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(*ports)
-EOF
-)
+read -r port1 port2 < <("$py" bench/free-ports.py 2)
 [ -n "${port2:-}" ] || die "could not find two free ports"
 export TRADENET_FRONTEND_1_PORT="127.0.0.1:$port1" TRADENET_FRONTEND_2_PORT="127.0.0.1:$port2"
 frontends=("http://127.0.0.1:$port1" "http://127.0.0.1:$port2")

@@ -99,22 +99,7 @@ python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["panels
 # --- a cluster and a Prometheus on free ports ---------------------------------------------------
 # Below the kernel's ephemeral range, so outgoing connections cannot take them meanwhile; other
 # Trade-Net processes (8079-8093 by default) are never in this range.
-read -r p_fe p_cat p_o1 p_o2 p_o3 p_prom < <(python3 - << 'EOF'
-import random, socket
-ports = []
-while len(ports) < 6:
-    p = random.randint(20000, 32000)
-    if p in ports:
-        continue
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-    ports.append(p)
-print(*ports)
-EOF
-)
+read -r p_fe p_cat p_o1 p_o2 p_o3 p_prom < <(python3 bench/free-ports.py 6)
 
 cat > "$tmp/tradenet.toml" << EOF
 # Written by deploy/monitoring/check.sh: config/default.toml with free ports and a temp folder.
