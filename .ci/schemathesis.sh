@@ -11,7 +11,8 @@
 #   status_code_conformance      every status answered is documented for its operation;
 #   content_type_conformance     every answer has the documented Content-Type;
 #   response_schema_conformance  every body fits the documented schema ({"data": ...} or the
-#                                error object).
+#                                error object);
+#   unsupported_method           a method a path does not answer gets 405 with an Allow header.
 # Bounded: SCHEMATHESIS_MAX_EXAMPLES cases per operation and round (default 100), and
 # SCHEMATHESIS_MAX_TIME seconds for the whole run (default 60; fuzzing repeats until it is
 # spent), under an outer `timeout`. SCHEMATHESIS_SEED replays a run (the seed is printed).
@@ -148,7 +149,7 @@ rc=0
 (cd "$tmp" && timeout "$((max_time + 180))" "$venv/bin/schemathesis" run \
   "http://$fe/openapi.json" \
   --url "http://$fe" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,unsupported_method \
   --max-examples "$max_examples" \
   --max-time "$max_time" \
   --workers 2 \

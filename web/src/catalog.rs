@@ -200,13 +200,13 @@ pub struct CatalogState {
 
 /// The catalog's routes, for `main` and in-process tests alike.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource(wire::STOCK).route(web::get().to(lookup)))
-        .service(resource(wire::STATUS).route(web::get().to(status)))
-        .service(resource(wire::TRADE).route(web::post().to(trade)))
-        .service(resource(wire::TRADE_BATCH).route(web::post().to(trade_batch)))
-        .service(resource(wire::TRADES_SINCE).route(web::post().to(trades_since)))
-        .service(resource(wire::SUBSCRIBE).route(web::post().to(subscribe)))
-        .service(resource(wire::HELLO).route(web::get().to(hello)));
+    cfg.service(resource(wire::STOCK, "GET").route(web::get().to(lookup)))
+        .service(resource(wire::STATUS, "GET").route(web::get().to(status)))
+        .service(resource(wire::TRADE, "POST").route(web::post().to(trade)))
+        .service(resource(wire::TRADE_BATCH, "POST").route(web::post().to(trade_batch)))
+        .service(resource(wire::TRADES_SINCE, "POST").route(web::post().to(trades_since)))
+        .service(resource(wire::SUBSCRIBE, "POST").route(web::post().to(subscribe)))
+        .service(resource(wire::HELLO, "GET").route(web::get().to(hello)));
 }
 
 async fn lookup(

@@ -44,12 +44,12 @@ pub struct FrontendState {
 
 /// The front end's routes, for `main` and in-process tests alike.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource(wire::STOCK).route(web::get().to(lookup)))
-        .service(resource(wire::ORDERS).route(web::post().to(place_order)))
-        .service(resource(wire::ORDER).route(web::get().to(get_order)))
-        .service(resource(wire::STATUS).route(web::get().to(status)))
-        .service(resource(wire::OPENAPI).route(web::get().to(crate::openapi::serve)))
-        .service(resource(wire::INVALIDATE).route(web::post().to(invalidate)));
+    cfg.service(resource(wire::STOCK, "GET").route(web::get().to(lookup)))
+        .service(resource(wire::ORDERS, "POST").route(web::post().to(place_order)))
+        .service(resource(wire::ORDER, "GET").route(web::get().to(get_order)))
+        .service(resource(wire::STATUS, "GET").route(web::get().to(status)))
+        .service(resource(wire::OPENAPI, "GET").route(web::get().to(crate::openapi::serve)))
+        .service(resource(wire::INVALIDATE, "POST").route(web::post().to(invalidate)));
 }
 
 async fn lookup(

@@ -330,16 +330,14 @@ pub fn app(
                 Ok(res)
             }
         })
-        .service(resource(wire::HEALTH).route(web::get().to(
+        .service(resource(wire::HEALTH, "GET").route(web::get().to(
             move |p: Option<web::Data<Probes>>| probe(service, p.map(|p| p.live.clone()), "ok"),
         )))
+        .service(resource(wire::READY, "GET").route(web::get().to(
+            move |p: Option<web::Data<Probes>>| probe(service, p.map(|p| p.ready.clone()), "ready"),
+        )))
         .service(
-            resource(wire::READY).route(web::get().to(move |p: Option<web::Data<Probes>>| {
-                probe(service, p.map(|p| p.ready.clone()), "ready")
-            })),
-        )
-        .service(
-            resource(wire::METRICS)
+            resource(wire::METRICS, "GET")
                 .route(web::get().to(|m: web::Data<Metrics>| async move { m.scrape().await })),
         )
         .configure(routes)
@@ -349,14 +347,24 @@ pub fn app(
         }))
 }
 
-/// A resource whose unknown methods get 405 with the error object.
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|req: HttpRequest| async move {
-        ApiError::with_kind(
+/// A resource whose other methods get 405 with the error object and `Allow: <allow>`, the one
+/// method it answers (HTTP requires the header on a 405).
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        let mut res = ApiError::with_kind(
             ErrorKind::MethodNotAllowed,
-            format!("{} is not allowed on {}", req.method(), req.path()),
+            format!(
+                "{} is not allowed on {} (only {allow})",
+                req.method(),
+                req.path()
+            ),
         )
-        .into_response()
+        .into_response();
+        res.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        res
     }))
 }
 

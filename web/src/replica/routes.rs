@@ -23,13 +23,13 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// The replica's routes, for `run` and in-process tests alike.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource(wire::STATUS).route(web::get().to(state)))
-        .service(resource(wire::REPLICA_STATE).route(web::get().to(state)))
-        .service(resource(wire::TERM).route(web::post().to(term)))
-        .service(resource(wire::REPLICA_ORDERS).route(web::post().to(place)))
-        .service(resource(wire::REPLICA_ORDER).route(web::get().to(get_order)))
-        .service(resource(wire::REPLICATE).route(web::post().to(replicate)))
-        .service(resource(wire::FETCH).route(web::post().to(fetch)));
+    cfg.service(resource(wire::STATUS, "GET").route(web::get().to(state)))
+        .service(resource(wire::REPLICA_STATE, "GET").route(web::get().to(state)))
+        .service(resource(wire::TERM, "POST").route(web::post().to(term)))
+        .service(resource(wire::REPLICA_ORDERS, "POST").route(web::post().to(place)))
+        .service(resource(wire::REPLICA_ORDER, "GET").route(web::get().to(get_order)))
+        .service(resource(wire::REPLICATE, "POST").route(web::post().to(replicate)))
+        .service(resource(wire::FETCH, "POST").route(web::post().to(fetch)));
 }
 
 /// Asks the replica's machine and answers with its response's JSON body (each `Response`

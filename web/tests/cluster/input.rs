@@ -125,6 +125,17 @@ fn bad_input_gets_the_error_object_and_changes_nothing() {
         assert_eq!(got, want, "case {i}: {body}");
         assert_eq!(error_code(body), *want as u64, "case {i}: {body}");
     }
+    // A 405 names the method the path answers (HTTP requires Allow on a 405).
+    for (method, path, allow) in [
+        ("POST", "/stocks/GameStart", "GET"),
+        ("GET", "/orders", "POST"),
+    ] {
+        let res = ureq::request(method, &format!("http://{fe}{path}")).call();
+        let Err(ureq::Error::Status(405, r)) = res else {
+            panic!("{method} {path}: expected 405, got {res:?}");
+        };
+        assert_eq!(r.header("Allow"), Some(allow), "{method} {path}");
+    }
     // Nothing traded, nothing recorded.
     assert_eq!(stock(fe, "GameStart").quantity, 100);
     assert_eq!(catalog_status(&c.catalog).last_trade, 0);
