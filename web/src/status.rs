@@ -43,7 +43,7 @@ struct Asked {
     ready: Result<(), String>,
 }
 
-/// Asks every process of `config`; at most `timeout` per call, all at once.
+/// Asks every process of `config` (see `ask`).
 pub fn collect(config: &Config, timeout: Duration) -> Vec<Row> {
     let mut targets = vec![("catalog".to_string(), config.catalog.addr.clone())];
     targets.extend(
@@ -53,6 +53,12 @@ pub fn collect(config: &Config, timeout: Duration) -> Vec<Row> {
             .map(|r| (format!("order-{}", r.id), r.addr.clone())),
     );
     targets.push(("frontend".to_string(), config.frontend.addr.clone()));
+    ask(targets, timeout)
+}
+
+/// Asks each (name, address) for `/ready` and `/status`, all at once, at most `timeout` per
+/// call (the console's overview asks the launcher's running processes this way too).
+pub fn ask(targets: Vec<(String, String)>, timeout: Duration) -> Vec<Row> {
     let agent = crate::http::blocking_agent(timeout, timeout);
     let asked: Vec<Asked> = std::thread::scope(|scope| {
         let handles: Vec<_> = targets

@@ -12,7 +12,6 @@
 //! `#token=` fragment of the URL `tradenet up` prints (a fragment never reaches a server).
 
 use actix_web::{web, HttpResponse};
-use futures::future::join_all;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,31 +52,30 @@ async fn page() -> HttpResponse {
 
 async fn overview(commands: web::Data<Commands>) -> Result<HttpResponse, ApiError> {
     let processes = ask_processes(&commands).await?;
-    let client = http::client(ASK_TIMEOUT);
-    let views = processes.into_iter().map(|p| {
-        let client = client.clone();
-        async move {
-            let base = crate::config::url(&p.addr);
-            let (ready, status) = if p.running {
-                let status_url = format!("{base}{}", wire::STATUS);
-                let ready = client.get(format!("{base}{}", wire::READY)).send();
-                let status = http::get::<serde_json::Value>(&client, &status_url);
-                let (ready, status) = futures::join!(ready, status);
-                (ready.is_ok_and(|r| r.status().is_success()), status.ok())
-            } else {
-                (false, None)
-            };
+    let running: Vec<(String, String)> = processes
+        .iter()
+        .filter(|p| p.running)
+        .map(|p| (p.name.clone(), p.addr.clone()))
+        .collect();
+    let mut rows = web::block(move || crate::status::ask(running, ASK_TIMEOUT))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("asking the processes: {e}")))?
+        .into_iter();
+    let processes: Vec<shapes::ProcessView> = processes
+        .into_iter()
+        .map(|p| {
+            let row = p.running.then(|| rows.next()).flatten();
             shapes::ProcessView {
                 addr: p.addr,
                 name: p.name,
                 pid: p.pid,
-                ready,
+                ready: row.as_ref().is_some_and(|r| r.ready),
                 running: p.running,
-                status,
+                status: row.and_then(|r| r.status),
             }
-        }
-    });
-    let processes: Vec<shapes::ProcessView> = join_all(views).await;
+        })
+        .collect();
+    let client = http::client(ASK_TIMEOUT);
     let requests = match processes.iter().find(|p| p.name == "frontend" && p.running) {
         Some(f) => front_end_requests(&client, &f.addr).await,
         None => Vec::new(),
