@@ -207,16 +207,10 @@ fn run_load(base: &str, stocks: &[String], load: &shapes::Load) {
             let (agent, counts) = (agent.clone(), counts.clone());
             let (base, stocks, p) = (base.to_string(), stocks.to_vec(), load.p);
             std::thread::spawn(move || {
-                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(i);
-                let mut next = move || {
-                    // xorshift: enough to spread lookups over the stocks.
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed
-                };
+                use rand::{Rng, SeedableRng};
+                let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(i));
                 while Instant::now() < deadline {
-                    let name = &stocks[(next() % stocks.len() as u64) as usize];
+                    let name = &stocks[rng.gen_range(0..stocks.len())];
                     let looked = agent
                         .get(&format!("{base}{}", wire::stock_path(name)))
                         .call();
@@ -225,8 +219,8 @@ fn run_load(base: &str, stocks: &[String], load: &shapes::Load) {
                     if !ok {
                         counts[2].fetch_add(1, Ordering::Relaxed);
                     }
-                    if ok && (next() % 1000) as f64 / 1000.0 < p {
-                        let kind = if next() % 2 == 0 { "buy" } else { "sell" };
+                    if ok && rng.gen_bool(p) {
+                        let kind = if rng.gen_bool(0.5) { "buy" } else { "sell" };
                         let body = serde_json::json!({"name": name, "quantity": 1, "type": kind});
                         let traded = agent
                             .post(&format!("{base}{}", wire::ORDERS))
