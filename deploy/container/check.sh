@@ -261,7 +261,14 @@ else
   cargo_how="skipped (TRADENET_CHECK_CARGO=0)"
   if [ "${TRADENET_CHECK_CARGO:-1}" != 0 ]; then
     t_cargo=$(now_us)
-    cargo build --release -p tradenet -p tradenet-client 2>&1 | tail -2 | sed 's/^/   /'
+    # The whole log is kept: a failed build names its cause in its first error, not its last lines
+    # (a full disk, for one, shows only as rustc's exit status at the end).
+    if ! cargo build --release -p tradenet -p tradenet-client >"$work/cargo.log" 2>&1; then
+      grep -E -m 12 -A 3 '^(error|warning: (unused|failed))|No space left|panicked' "$work/cargo.log" | cut -c 1-300 >&2 || true
+      tail -5 "$work/cargo.log" | cut -c 1-300 >&2
+      die "cargo build --release failed (disk: $(df -h --output=avail "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -1 | tr -d ' ') free)"
+    fi
+    tail -1 "$work/cargo.log" | sed 's/^/   /'
     cargo_how="$(secs "$t_cargo") s"
     note "cargo build --release: $cargo_how"
   fi
