@@ -349,6 +349,22 @@ fn rows() -> Vec<Row> {
         row(
             INTERNAL,
             REPLICA,
+            "POST",
+            wire::REPLICA_ORDER_BATCH,
+            vec![
+                ex(replica::PlaceBatch { orders: vec![] }),
+                ex(replica::PlaceResult::Ok(order.clone())),
+                ex(replica::PlaceResults {
+                    results: vec![replica::PlaceResult::Error(ErrorObject::new(
+                        ErrorKind::NotLeader,
+                        "replica 2 is follower, not serving as leader",
+                    ))],
+                }),
+            ],
+        ),
+        row(
+            INTERNAL,
+            REPLICA,
             "GET",
             wire::REPLICA_ORDER,
             vec![ex(order.clone())],

@@ -9,6 +9,7 @@ use crate::catalog_link::{CatalogLink, LinkStatus};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
+use crate::order_batch::{OrderBatcher, Place};
 use crate::supervisor::{self, CurrentLeader, Leader, Recheck, Supervisor};
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -35,6 +36,8 @@ pub struct FrontendState {
     cache: Option<Addr<CacheActor>>,
     supervisor: Addr<Supervisor>,
     link: Addr<CatalogLink>,
+    /// Orders on their way to the leader, batched under load.
+    pub(crate) batcher: Addr<OrderBatcher>,
     catalog_url: String,
     fill_delay: Duration,
     failover_timeout: Duration,
@@ -106,7 +109,6 @@ pub fn request_id(req: &HttpRequest) -> ApiResult<RequestId> {
 
 async fn place_order(
     state: web::Data<FrontendState>,
-    client: web::Data<awc::Client>,
     req: HttpRequest,
     body: web::Json<OrderRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -125,15 +127,16 @@ async fn place_order(
         kind: body.kind,
     };
     let placed: Order = with_leader(&state, |leader| {
-        let client = client.clone();
+        let batcher = state.batcher.clone();
         let order = order.clone();
         async move {
-            http::post(
-                &client,
-                &format!("{}{}", leader.url, wire::REPLICA_ORDERS),
-                &order,
-            )
-            .await
+            batcher
+                .send(Place {
+                    url: leader.url,
+                    order,
+                })
+                .await
+                .map_err(mailbox)?
         }
     })
     .await?;
@@ -292,6 +295,7 @@ fn start_actors(config: &Config) -> FrontendState {
         cache,
         supervisor,
         link,
+        batcher: OrderBatcher::new(config.request_timeout()).start(),
         catalog_url,
         fill_delay: Duration::from_millis(config.frontend.fill_delay_ms),
         failover_timeout: Duration::from_millis(config.frontend.failover_timeout_ms),
@@ -321,7 +325,12 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         workers,
         move || {
             let s = start_actors(&config);
-            scrape.on_scrape(domain.refresh(s.supervisor.clone(), s.cache.clone(), s.link.clone()));
+            scrape.on_scrape(domain.refresh(
+                s.supervisor.clone(),
+                s.cache.clone(),
+                s.link.clone(),
+                s.batcher.clone(),
+            ));
             s
         },
         move |state: FrontendState, cfg| {

@@ -12,6 +12,7 @@ pub mod http;
 pub mod launcher;
 pub mod metrics;
 pub mod openapi;
+pub mod order_batch;
 pub mod replica;
 pub mod status;
 pub mod supervisor;

@@ -11,6 +11,7 @@
 
 use crate::catalog_link::{CatalogLink, LinkStatus};
 use crate::http::Refresh;
+use crate::order_batch::{self, OrderBatcher};
 use crate::replica::driver::{self, ReplicaDriver};
 use crate::supervisor::{self, Supervisor};
 use actix::Addr;
@@ -126,6 +127,8 @@ pub struct FrontendMetrics {
     cache_invalidations: IntCounter,
     cache_stale_fills: IntCounter,
     cache_flushes: IntCounter,
+    order_batches: IntCounter,
+    order_batch_orders: IntCounter,
 }
 
 impl FrontendMetrics {
@@ -192,7 +195,25 @@ impl FrontendMetrics {
                 "cache_flushes_total",
                 "Times the whole cache was emptied (catalog lost or restarted, lease lapsed)",
             ),
+            order_batches: counter(
+                r,
+                "order_batches_total",
+                "Calls that carried orders to the leader (one batch each)",
+            ),
+            order_batch_orders: counter(
+                r,
+                "order_batch_orders_total",
+                "Orders those calls carried; divided by the calls, the mean batch",
+            ),
         }
+    }
+
+    /// Sets the order batcher's counters: calls made and orders they carried.
+    pub fn apply_batches(&self, (calls, orders): (u64, u64)) {
+        serialized(&self.lock, || {
+            advance(&self.order_batches, calls);
+            advance(&self.order_batch_orders, orders);
+        });
     }
 
     /// Sets every series from the actors' status.
@@ -237,22 +258,27 @@ impl FrontendMetrics {
         });
     }
 
-    /// What the front end runs before each scrape: asks the supervisor, the cache and the
-    /// catalog link for their status.
+    /// What the front end runs before each scrape: asks the supervisor, the cache, the
+    /// catalog link and the order batcher for their status.
     pub fn refresh(
         self,
         supervisor: Addr<Supervisor>,
         cache: Option<Addr<CacheActor>>,
         link: Addr<CatalogLink>,
+        batcher: Addr<OrderBatcher>,
     ) -> Refresh {
         Arc::new(move || {
-            let (m, supervisor, cache, link) = (
+            let (m, supervisor, cache, link, batcher) = (
                 self.clone(),
                 supervisor.clone(),
                 cache.clone(),
                 link.clone(),
+                batcher.clone(),
             );
             Box::pin(async move {
+                if let Ok(counts) = batcher.send(order_batch::Counts).await {
+                    m.apply_batches(counts);
+                }
                 let Ok(sup) = supervisor.send(supervisor::GetStatus).await else {
                     return;
                 };

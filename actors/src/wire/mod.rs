@@ -80,6 +80,9 @@ pub const REPLICA_STATE: &str = "/internal/v1/state";
 pub const TERM: &str = "/internal/v1/term";
 /// `POST` [`frontend::PlaceOrder`] → [`crate::orderlog::Order`]: place an order at the leader.
 pub const REPLICA_ORDERS: &str = "/internal/v1/orders";
+/// `POST` [`replica::PlaceBatch`] → [`replica::PlaceResults`]: several orders in one call, each
+/// placed and answered on its own (the front end batches what waits while a call is out).
+pub const REPLICA_ORDER_BATCH: &str = "/internal/v1/orders/batch";
 /// `GET` → [`crate::orderlog::Order`]: one order, from the serving leader.
 pub const REPLICA_ORDER: &str = "/internal/v1/orders/{number}";
 /// `POST` [`replica::Append`] → [`replica::Appended`]: a batch of orders from the leader.

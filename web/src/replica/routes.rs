@@ -4,6 +4,7 @@
 //! - `GET  /internal/v1/state` (also `/status`): the heartbeat answer;
 //! - `POST /internal/v1/term` `{epoch, leader}`: accept a term (older is 409 fenced);
 //! - `POST /internal/v1/orders` `{rid, name, type, quantity}`: place an order (leader only);
+//! - `POST /internal/v1/orders/batch` `{orders: [...]}`: place several, each answered on its own;
 //! - `GET  /internal/v1/orders/{n}`: one order (leader only; 503 while it is not here yet);
 //! - `POST /internal/v1/replicate` `{term, prev, orders, leader_last}`: a leader's batch;
 //! - `POST /internal/v1/fetch` `{after, limit, max_bytes}`: a peer taking over pulls orders.
@@ -16,6 +17,7 @@ use actix_web::{web, HttpResponse};
 use std::time::Duration;
 use tradenet_actors::replication::{Append, Fetch, PlaceOrder, Request, Response, Term};
 use tradenet_actors::wire;
+use tradenet_actors::wire::replica::{PlaceBatch, PlaceResult, PlaceResults, MAX_PLACE_BATCH};
 
 /// How long a handler waits for the replica's answer; the machine answers every request
 /// (its own time-outs are shorter), this only bounds a stuck process.
@@ -27,6 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(wire::REPLICA_STATE, "GET").route(web::get().to(state)))
         .service(resource(wire::TERM, "POST").route(web::post().to(term)))
         .service(resource(wire::REPLICA_ORDERS, "POST").route(web::post().to(place)))
+        // Before `/orders/{number}`, which would otherwise take the path (and answer 405).
+        .service(resource(wire::REPLICA_ORDER_BATCH, "POST").route(web::post().to(place_batch)))
         .service(resource(wire::REPLICA_ORDER, "GET").route(web::get().to(get_order)))
         .service(resource(wire::REPLICATE, "POST").route(web::post().to(replicate)))
         .service(resource(wire::FETCH, "POST").route(web::post().to(fetch)));
@@ -62,6 +66,48 @@ async fn place(
     body: web::Json<PlaceOrder>,
 ) -> ApiResult<HttpResponse> {
     ask(&d, Request::Place(body.into_inner())).await
+}
+
+/// Each order of a batch goes to the machine as if it came alone (so each keeps its request id,
+/// number and answer; the machine batches the trades and the replication anyway); the answer
+/// waits for all of them.
+async fn place_batch(
+    d: web::Data<Addr<ReplicaDriver>>,
+    body: web::Json<PlaceBatch>,
+) -> ApiResult<HttpResponse> {
+    let orders = body.into_inner().orders;
+    if orders.is_empty() || orders.len() > MAX_PLACE_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_PLACE_BATCH} orders, not {}",
+            orders.len()
+        )));
+    }
+    let answers = orders.into_iter().map(|o| {
+        let d = d.clone();
+        async move {
+            d.send(Ask(Request::Place(o)))
+                .timeout(ANSWER_WITHIN)
+                .await
+                .map_err(|e| ApiError::unavailable(format!("order replica busy: {e}")))?
+                .map_err(ApiError::from)
+        }
+    });
+    let results = futures::future::join_all(answers)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(Response::Order(o)) => PlaceResult::Ok(o),
+            Ok(other) => PlaceResult::Error(
+                ApiError::with_kind(
+                    tradenet_actors::wire::ErrorKind::Internal,
+                    format!("the replica answered an order with {other:?}"),
+                )
+                .into(),
+            ),
+            Err(e) => PlaceResult::Error(e.into()),
+        })
+        .collect();
+    Ok(ok(PlaceResults { results }))
 }
 
 async fn get_order(

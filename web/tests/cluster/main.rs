@@ -2,6 +2,7 @@
 //! where the point is a crash. One test binary made of modules, so it links once.
 
 mod auth;
+mod batching;
 mod cache;
 mod catalog;
 mod commands;
