@@ -212,6 +212,30 @@ fn rows() -> Vec<Row> {
             INTERNAL,
             CATALOG,
             "POST",
+            wire::STOCK_BATCH,
+            vec![
+                ex(LookupBatch {
+                    names: vec!["GameStart".into()],
+                }),
+                ex(StockResult::Ok(Stock {
+                    name: "GameStart".into(),
+                    price: 15.99,
+                    quantity: 97,
+                    volume: 3,
+                    version: 1,
+                })),
+                ex(StockResults {
+                    results: vec![StockResult::Error(ErrorObject::new(
+                        ErrorKind::NotFound,
+                        "no stock named Nope",
+                    ))],
+                }),
+            ],
+        ),
+        row(
+            INTERNAL,
+            CATALOG,
+            "POST",
             wire::TRADE_BATCH,
             vec![
                 ex(TradeBatch { trades: vec![] }),
@@ -353,14 +377,23 @@ fn rows() -> Vec<Row> {
             wire::REPLICA_ORDER_BATCH,
             vec![
                 ex(replica::PlaceBatch { orders: vec![] }),
-                ex(replica::PlaceResult::Ok(order.clone())),
-                ex(replica::PlaceResults {
-                    results: vec![replica::PlaceResult::Error(ErrorObject::new(
+                ex(replica::OrderResult::Ok(order.clone())),
+                ex(replica::OrderResults {
+                    results: vec![replica::OrderResult::Error(ErrorObject::new(
                         ErrorKind::NotLeader,
                         "replica 2 is follower, not serving as leader",
                     ))],
                 }),
             ],
+        ),
+        row(
+            INTERNAL,
+            REPLICA,
+            "POST",
+            wire::REPLICA_ORDER_READ,
+            vec![ex(replica::ReadBatch {
+                numbers: vec![0, 1],
+            })],
         ),
         row(
             INTERNAL,

@@ -18,8 +18,9 @@ use tradenet_actors::catalog_actor::{
 use tradenet_actors::types::validate_name;
 use tradenet_actors::wire;
 use tradenet_actors::wire::catalog::{
-    CatalogStatus, Hello, HelloQuery, Invalidation, InvalidationAck, InvalidationBatch, Subscribe,
-    TradeBatch, TradeRequest, TradeResult, TradeResults, TradesSince,
+    CatalogStatus, Hello, HelloQuery, Invalidation, InvalidationAck, InvalidationBatch,
+    LookupBatch, StockResult, StockResults, Subscribe, TradeBatch, TradeRequest, TradeResult,
+    TradeResults, TradesSince, MAX_LOOKUP_BATCH,
 };
 
 struct Subscriber {
@@ -204,6 +205,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(wire::STATUS, "GET").route(web::get().to(status)))
         .service(resource(wire::TRADE, "POST").route(web::post().to(trade)))
         .service(resource(wire::TRADE_BATCH, "POST").route(web::post().to(trade_batch)))
+        .service(resource(wire::STOCK_BATCH, "POST").route(web::post().to(lookup_batch)))
         .service(resource(wire::TRADES_SINCE, "POST").route(web::post().to(trades_since)))
         .service(resource(wire::SUBSCRIBE, "POST").route(web::post().to(subscribe)))
         .service(resource(wire::HELLO, "GET").route(web::get().to(hello)));
@@ -220,6 +222,41 @@ async fn lookup(
         .await
         .map_err(to_api)??;
     Ok(ok(stock))
+}
+
+/// Each name of a batch is looked up as if asked alone (an unknown one is its own 404); the
+/// actor answers them in turn from the durable table.
+async fn lookup_batch(
+    state: web::Data<CatalogState>,
+    body: web::Json<LookupBatch>,
+) -> ApiResult<HttpResponse> {
+    let names = body.into_inner().names;
+    if names.is_empty() || names.len() > MAX_LOOKUP_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_LOOKUP_BATCH} names, not {}",
+            names.len()
+        )));
+    }
+    let answers = names.into_iter().map(|name| {
+        let catalog = state.catalog.clone();
+        async move {
+            validate_name(&name)?;
+            catalog
+                .send(Lookup(name))
+                .await
+                .map_err(to_api)?
+                .map_err(ApiError::from)
+        }
+    });
+    let results = futures::future::join_all(answers)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(stock) => StockResult::Ok(stock),
+            Err(e) => StockResult::Error(e.into()),
+        })
+        .collect();
+    Ok(ok(StockResults { results }))
 }
 
 async fn trade(

@@ -5,11 +5,11 @@
 //! The paths and bodies are `tradenet_actors::wire` (`wire::frontend`, and
 //! `wire::catalog::InvalidationBatch` for the catalog's push).
 
+use crate::batch::{self, Batcher, Submit};
 use crate::catalog_link::{CatalogLink, LinkStatus};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
-use crate::order_batch::{OrderBatcher, Place};
 use crate::supervisor::{self, CurrentLeader, Leader, Recheck, Supervisor};
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -36,13 +36,35 @@ pub struct FrontendState {
     cache: Option<Addr<CacheActor>>,
     supervisor: Addr<Supervisor>,
     link: Addr<CatalogLink>,
-    /// Orders on their way to the leader, batched under load.
-    pub(crate) batcher: Addr<OrderBatcher>,
+    /// Calls to the leader and the catalog, batched under load (`batch.rs`).
+    pub(crate) batchers: Batchers,
     catalog_url: String,
     fill_delay: Duration,
     failover_timeout: Duration,
     /// How long a request waits while the group's leader is unreachable from here only.
     unreachable_grace: Duration,
+}
+
+/// The front end's batchers: orders placed and read at the leader, stocks looked up at the
+/// catalog.
+#[derive(Clone)]
+pub struct Batchers {
+    /// Orders placed.
+    pub place: Addr<Batcher<batch::Place>>,
+    /// Orders read.
+    pub read: Addr<Batcher<batch::Read>>,
+    /// Cache misses.
+    pub lookup: Addr<Batcher<batch::Lookup>>,
+}
+
+impl Batchers {
+    fn start(timeout: Duration) -> Batchers {
+        Batchers {
+            place: Batcher::new(timeout).start(),
+            read: Batcher::new(timeout).start(),
+            lookup: Batcher::new(timeout).start(),
+        }
+    }
 }
 
 /// The front end's routes, for `main` and in-process tests alike.
@@ -57,7 +79,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn lookup(
     state: web::Data<FrontendState>,
-    client: web::Data<awc::Client>,
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let name = name.into_inner();
@@ -73,8 +94,15 @@ async fn lookup(
             Err(g) => generation = Some(g),
         }
     }
-    let url = format!("{}{}", state.catalog_url, wire::stock_path(&name));
-    let stock: Stock = http::get(&client, &url).await?;
+    let stock: Stock = state
+        .batchers
+        .lookup
+        .send(Submit {
+            base: state.catalog_url.clone(),
+            item: name,
+        })
+        .await
+        .map_err(mailbox)??;
     if let (Some(cache), Some(generation)) = (&state.cache, generation) {
         if !state.fill_delay.is_zero() {
             tokio::time::sleep(state.fill_delay).await;
@@ -127,13 +155,13 @@ async fn place_order(
         kind: body.kind,
     };
     let placed: Order = with_leader(&state, |leader| {
-        let batcher = state.batcher.clone();
-        let order = order.clone();
+        let batcher = state.batchers.place.clone();
+        let item = order.clone();
         async move {
             batcher
-                .send(Place {
-                    url: leader.url,
-                    order,
+                .send(Submit {
+                    base: leader.url,
+                    item,
                 })
                 .await
                 .map_err(mailbox)?
@@ -147,15 +175,19 @@ async fn place_order(
 
 async fn get_order(
     state: web::Data<FrontendState>,
-    client: web::Data<awc::Client>,
     number: web::Path<u64>,
 ) -> ApiResult<HttpResponse> {
     let n = number.into_inner();
     let order: Order = with_leader(&state, |leader| {
-        let client = client.clone();
+        let batcher = state.batchers.read.clone();
         async move {
-            let url = format!("{}{}", leader.url, wire::replica_order_path(n));
-            http::get(&client, &url).await
+            batcher
+                .send(Submit {
+                    base: leader.url,
+                    item: n,
+                })
+                .await
+                .map_err(mailbox)?
         }
     })
     .await?;
@@ -295,7 +327,7 @@ fn start_actors(config: &Config) -> FrontendState {
         cache,
         supervisor,
         link,
-        batcher: OrderBatcher::new(config.request_timeout()).start(),
+        batchers: Batchers::start(config.request_timeout()),
         catalog_url,
         fill_delay: Duration::from_millis(config.frontend.fill_delay_ms),
         failover_timeout: Duration::from_millis(config.frontend.failover_timeout_ms),
@@ -312,7 +344,6 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
     let metrics = Metrics::new("frontend");
     let domain = crate::metrics::FrontendMetrics::register(&metrics.registry);
     let scrape = metrics.clone();
-    let timeout = config.request_timeout();
     let workers = http::workers(config.frontend.workers);
     log::info!(
         "front end listening on {} ({workers} HTTP workers)",
@@ -329,14 +360,13 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
                 s.supervisor.clone(),
                 s.cache.clone(),
                 s.link.clone(),
-                s.batcher.clone(),
+                s.batchers.clone(),
             ));
             s
         },
         move |state: FrontendState, cfg| {
             cfg.app_data(web::Data::new(probes(&state)))
-                .app_data(web::Data::new(state))
-                .app_data(web::Data::new(http::client(timeout)));
+                .app_data(web::Data::new(state));
             configure(cfg);
         },
     )

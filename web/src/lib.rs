@@ -2,6 +2,7 @@
 //! end with its cache and supervisor, and the launcher. The logic they serve lives in
 //! `tradenet-actors`; this crate maps it to routes, JSON and calls between services.
 
+pub mod batch;
 pub mod catalog;
 pub mod catalog_link;
 pub mod config;
@@ -12,7 +13,6 @@ pub mod http;
 pub mod launcher;
 pub mod metrics;
 pub mod openapi;
-pub mod order_batch;
 pub mod replica;
 pub mod status;
 pub mod supervisor;

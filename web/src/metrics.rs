@@ -9,9 +9,10 @@
 //! each push by the catalog's publisher (one counter). `deploy/monitoring/` has the alert rules
 //! and the Grafana dashboard built on these series.
 
+use crate::batch;
 use crate::catalog_link::{CatalogLink, LinkStatus};
+use crate::frontend::Batchers;
 use crate::http::Refresh;
-use crate::order_batch::{self, OrderBatcher};
 use crate::replica::driver::{self, ReplicaDriver};
 use crate::supervisor::{self, Supervisor};
 use actix::Addr;
@@ -35,6 +36,13 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     register(registry, IntGauge::new(name, help).expect("valid metric"))
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -127,8 +135,8 @@ pub struct FrontendMetrics {
     cache_invalidations: IntCounter,
     cache_stale_fills: IntCounter,
     cache_flushes: IntCounter,
-    order_batches: IntCounter,
-    order_batch_orders: IntCounter,
+    batch_calls: IntCounterVec,
+    batch_items: IntCounterVec,
 }
 
 impl FrontendMetrics {
@@ -195,24 +203,26 @@ impl FrontendMetrics {
                 "cache_flushes_total",
                 "Times the whole cache was emptied (catalog lost or restarted, lease lapsed)",
             ),
-            order_batches: counter(
+            batch_calls: counter_vec(
                 r,
-                "order_batches_total",
-                "Calls that carried orders to the leader (one batch each)",
+                "batch_calls_total",
+                "Batched calls made: kind place (orders to the leader), read (order reads), lookup (cache misses to the catalog)",
+                &["kind"],
             ),
-            order_batch_orders: counter(
+            batch_items: counter_vec(
                 r,
-                "order_batch_orders_total",
-                "Orders those calls carried; divided by the calls, the mean batch",
+                "batch_items_total",
+                "Items those calls carried; divided by the calls, the mean batch",
+                &["kind"],
             ),
         }
     }
 
-    /// Sets the order batcher's counters: calls made and orders they carried.
-    pub fn apply_batches(&self, (calls, orders): (u64, u64)) {
+    /// Sets one batcher's counters: calls made and items they carried.
+    pub fn apply_batches(&self, kind: &str, (calls, items): (u64, u64)) {
         serialized(&self.lock, || {
-            advance(&self.order_batches, calls);
-            advance(&self.order_batch_orders, orders);
+            advance(&self.batch_calls.with_label_values(&[kind]), calls);
+            advance(&self.batch_items.with_label_values(&[kind]), items);
         });
     }
 
@@ -265,19 +275,26 @@ impl FrontendMetrics {
         supervisor: Addr<Supervisor>,
         cache: Option<Addr<CacheActor>>,
         link: Addr<CatalogLink>,
-        batcher: Addr<OrderBatcher>,
+        batchers: Batchers,
     ) -> Refresh {
         Arc::new(move || {
-            let (m, supervisor, cache, link, batcher) = (
+            let (m, supervisor, cache, link, batchers) = (
                 self.clone(),
                 supervisor.clone(),
                 cache.clone(),
                 link.clone(),
-                batcher.clone(),
+                batchers.clone(),
             );
             Box::pin(async move {
-                if let Ok(counts) = batcher.send(order_batch::Counts).await {
-                    m.apply_batches(counts);
+                let counts = [
+                    ("place", batchers.place.send(batch::Counts).await),
+                    ("read", batchers.read.send(batch::Counts).await),
+                    ("lookup", batchers.lookup.send(batch::Counts).await),
+                ];
+                for (kind, c) in counts {
+                    if let Ok(c) = c {
+                        m.apply_batches(kind, c);
+                    }
                 }
                 let Ok(sup) = supervisor.send(supervisor::GetStatus).await else {
                     return;

@@ -68,6 +68,36 @@ pub struct TradeResults {
     pub results: Vec<TradeResult>,
 }
 
+/// The most stock names a front end looks up in one `POST /internal/v1/stocks`.
+pub const MAX_LOOKUP_BATCH: usize = 256;
+
+/// `POST /internal/v1/stocks`: the stocks a front end looks up in one call (1 to
+/// [`MAX_LOOKUP_BATCH`] names), each answered as `GET /stocks/{name}` would answer it alone:
+/// the durable state when the catalog answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupBatch {
+    /// Stock names.
+    pub names: Vec<String>,
+}
+
+/// One stock's answer in a [`StockResults`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockResult {
+    /// `{"ok": {name, price, quantity, volume, version}}`.
+    Ok(Stock),
+    /// `{"error": {code, message, kind}}` (404 for an unknown stock).
+    Error(super::ErrorObject),
+}
+
+/// The answer to a [`LookupBatch`]: one result per name, in the order asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StockResults {
+    /// The results.
+    pub results: Vec<StockResult>,
+}
+
 /// One trade as the catalog journals it and reports it to a new leader. `seq` numbers the
 /// catalog's trades from 1 with no gaps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

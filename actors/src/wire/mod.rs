@@ -59,6 +59,9 @@ pub const TRADE_BATCH: &str = "/internal/v1/trades";
 /// `POST` [`catalog::TradesSince`]: durable trades after a sequence number,
 /// [`catalog::TradesPage`].
 pub const TRADES_SINCE: &str = "/internal/v1/trades/since";
+/// `POST` [`catalog::LookupBatch`]: several stocks in one call, each as [`STOCK`] answers it,
+/// [`catalog::StockResults`] (front ends batch their cache misses).
+pub const STOCK_BATCH: &str = "/internal/v1/stocks";
 /// `POST` [`catalog::Subscribe`]: push invalidations to a front end, [`catalog::Hello`].
 pub const SUBSCRIBE: &str = "/internal/v1/subscribe";
 /// `GET ?subscriber=ID` ([`catalog::HelloQuery`]): [`catalog::Hello`], polled by front ends.
@@ -80,9 +83,12 @@ pub const REPLICA_STATE: &str = "/internal/v1/state";
 pub const TERM: &str = "/internal/v1/term";
 /// `POST` [`frontend::PlaceOrder`] → [`crate::orderlog::Order`]: place an order at the leader.
 pub const REPLICA_ORDERS: &str = "/internal/v1/orders";
-/// `POST` [`replica::PlaceBatch`] → [`replica::PlaceResults`]: several orders in one call, each
+/// `POST` [`replica::PlaceBatch`] → [`replica::OrderResults`]: several orders in one call, each
 /// placed and answered on its own (the front end batches what waits while a call is out).
 pub const REPLICA_ORDER_BATCH: &str = "/internal/v1/orders/batch";
+/// `POST` [`replica::ReadBatch`] → [`replica::OrderResults`]: several orders read in one call,
+/// each answered as [`REPLICA_ORDER`] would.
+pub const REPLICA_ORDER_READ: &str = "/internal/v1/orders/read";
 /// `GET` → [`crate::orderlog::Order`]: one order, from the serving leader.
 pub const REPLICA_ORDER: &str = "/internal/v1/orders/{number}";
 /// `POST` [`replica::Append`] → [`replica::Appended`]: a batch of orders from the leader.

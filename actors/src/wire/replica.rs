@@ -13,8 +13,8 @@ pub struct Accepted {
     pub accepted: bool,
 }
 
-/// The most orders a front end sends its leader in one `POST /internal/v1/orders/batch`: an
-/// order is under 200 bytes of JSON, so a full batch stays well below the 64 KiB body limit.
+/// The most orders (or order numbers) a front end sends its leader in one batch: an order is
+/// under 200 bytes of JSON, so a full batch stays well below the 64 KiB body limit.
 pub const MAX_PLACE_BATCH: usize = 256;
 
 /// `POST /internal/v1/orders/batch`: the orders a front end sends its leader in one call (1 to
@@ -27,20 +27,29 @@ pub struct PlaceBatch {
     pub orders: Vec<crate::wire::frontend::PlaceOrder>,
 }
 
-/// One order's answer in a [`PlaceResults`]: the order as recorded, or the error object the
-/// order alone would have been answered with.
+/// `POST /internal/v1/orders/read`: order numbers a front end reads from its leader in one call
+/// (1 to [`MAX_PLACE_BATCH`]), each answered as `GET /internal/v1/orders/{n}` would answer it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadBatch {
+    /// The order numbers.
+    pub numbers: Vec<u64>,
+}
+
+/// One order's answer in an [`OrderResults`]: the order as recorded, or the error object the
+/// request alone would have been answered with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PlaceResult {
+pub enum OrderResult {
     /// `{"ok": {number, epoch, rid, name, type, quantity, cseq}}`.
     Ok(Order),
     /// `{"error": {code, message, kind}}`.
     Error(super::ErrorObject),
 }
 
-/// The answer to a [`PlaceBatch`]: one result per order, in the order asked.
+/// The answer to a [`PlaceBatch`] or a [`ReadBatch`]: one result per item, in the order asked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PlaceResults {
+pub struct OrderResults {
     /// The results.
-    pub results: Vec<PlaceResult>,
+    pub results: Vec<OrderResult>,
 }

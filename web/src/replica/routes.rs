@@ -5,6 +5,7 @@
 //! - `POST /internal/v1/term` `{epoch, leader}`: accept a term (older is 409 fenced);
 //! - `POST /internal/v1/orders` `{rid, name, type, quantity}`: place an order (leader only);
 //! - `POST /internal/v1/orders/batch` `{orders: [...]}`: place several, each answered on its own;
+//! - `POST /internal/v1/orders/read` `{numbers: [...]}`: read several, each answered on its own;
 //! - `GET  /internal/v1/orders/{n}`: one order (leader only; 503 while it is not here yet);
 //! - `POST /internal/v1/replicate` `{term, prev, orders, leader_last}`: a leader's batch;
 //! - `POST /internal/v1/fetch` `{after, limit, max_bytes}`: a peer taking over pulls orders.
@@ -17,7 +18,9 @@ use actix_web::{web, HttpResponse};
 use std::time::Duration;
 use tradenet_actors::replication::{Append, Fetch, PlaceOrder, Request, Response, Term};
 use tradenet_actors::wire;
-use tradenet_actors::wire::replica::{PlaceBatch, PlaceResult, PlaceResults, MAX_PLACE_BATCH};
+use tradenet_actors::wire::replica::{
+    OrderResult, OrderResults, PlaceBatch, ReadBatch, MAX_PLACE_BATCH,
+};
 
 /// How long a handler waits for the replica's answer; the machine answers every request
 /// (its own time-outs are shorter), this only bounds a stuck process.
@@ -31,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(wire::REPLICA_ORDERS, "POST").route(web::post().to(place)))
         // Before `/orders/{number}`, which would otherwise take the path (and answer 405).
         .service(resource(wire::REPLICA_ORDER_BATCH, "POST").route(web::post().to(place_batch)))
+        .service(resource(wire::REPLICA_ORDER_READ, "POST").route(web::post().to(read_batch)))
         .service(resource(wire::REPLICA_ORDER, "GET").route(web::get().to(get_order)))
         .service(resource(wire::REPLICATE, "POST").route(web::post().to(replicate)))
         .service(resource(wire::FETCH, "POST").route(web::post().to(fetch)));
@@ -76,38 +80,50 @@ async fn place_batch(
     body: web::Json<PlaceBatch>,
 ) -> ApiResult<HttpResponse> {
     let orders = body.into_inner().orders;
-    if orders.is_empty() || orders.len() > MAX_PLACE_BATCH {
+    ask_each(&d, orders.into_iter().map(Request::Place).collect()).await
+}
+
+/// Each number of a batch is read as `GET /internal/v1/orders/{n}` reads it.
+async fn read_batch(
+    d: web::Data<Addr<ReplicaDriver>>,
+    body: web::Json<ReadBatch>,
+) -> ApiResult<HttpResponse> {
+    let numbers = body.into_inner().numbers;
+    ask_each(&d, numbers.into_iter().map(Request::Get).collect()).await
+}
+
+/// Asks the machine each request (1 to `MAX_PLACE_BATCH`, each answered with an order) at
+/// once, and answers every result in order.
+async fn ask_each(d: &Addr<ReplicaDriver>, requests: Vec<Request>) -> ApiResult<HttpResponse> {
+    if requests.is_empty() || requests.len() > MAX_PLACE_BATCH {
         return Err(ApiError::bad_request(format!(
-            "a batch holds 1 to {MAX_PLACE_BATCH} orders, not {}",
-            orders.len()
+            "a batch holds 1 to {MAX_PLACE_BATCH} items, not {}",
+            requests.len()
         )));
     }
-    let answers = orders.into_iter().map(|o| {
-        let d = d.clone();
-        async move {
-            d.send(Ask(Request::Place(o)))
-                .timeout(ANSWER_WITHIN)
-                .await
-                .map_err(|e| ApiError::unavailable(format!("order replica busy: {e}")))?
-                .map_err(ApiError::from)
-        }
+    let answers = requests.into_iter().map(|request| async move {
+        d.send(Ask(request))
+            .timeout(ANSWER_WITHIN)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("order replica busy: {e}")))?
+            .map_err(ApiError::from)
     });
     let results = futures::future::join_all(answers)
         .await
         .into_iter()
         .map(|r| match r {
-            Ok(Response::Order(o)) => PlaceResult::Ok(o),
-            Ok(other) => PlaceResult::Error(
+            Ok(Response::Order(o)) => OrderResult::Ok(o),
+            Ok(other) => OrderResult::Error(
                 ApiError::with_kind(
                     tradenet_actors::wire::ErrorKind::Internal,
-                    format!("the replica answered an order with {other:?}"),
+                    format!("the replica answered with {other:?} where an order was due"),
                 )
                 .into(),
             ),
-            Err(e) => PlaceResult::Error(e.into()),
+            Err(e) => OrderResult::Error(e.into()),
         })
         .collect();
-    Ok(ok(PlaceResults { results }))
+    Ok(ok(OrderResults { results }))
 }
 
 async fn get_order(

@@ -25,13 +25,16 @@ fn catalog_trade(c: &Cluster, rid: u128, name: &str) {
 }
 
 /// Requests the catalog has answered on its lookup route, from its Prometheus metrics.
+/// Lookup calls the catalog answered: single (`GET /stocks/{name}`) and batched
+/// (`POST /internal/v1/stocks`, how a front end asks; one at a time, a batch holds one name).
 fn catalog_lookups(c: &Cluster) -> u64 {
     let text = try_get(&c.catalog, wire::METRICS).unwrap().1;
     let text = text.as_str().unwrap_or_default().to_string();
     text.lines()
         .filter(|l| {
             l.starts_with("tradenet_http_requests_total")
-                && l.contains(&format!("route=\"{STOCK}\""))
+                && (l.contains(&format!("route=\"{STOCK}\""))
+                    || l.contains(&format!("route=\"{}\"", wire::STOCK_BATCH)))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
