@@ -34,6 +34,12 @@ pub enum JournalEntry {
     /// A buy refused for want of quantity, so that the same request id (an Idempotency-Key)
     /// is refused the same way after a restart, never traded later (rule 2).
     Refusal(Refusal),
+    /// Every trade after `to` was undone: trades no order log recorded, dropped when the
+    /// catalog follows a log that went another way (`docs/catalog-failover.md`).
+    Rollback {
+        /// The last trade kept.
+        to: u64,
+    },
 }
 
 /// A refused buy, as journaled and kept in the snapshot's window.
@@ -195,6 +201,9 @@ impl Catalog {
     pub fn replay(&mut self, entry: JournalEntry) -> Result<()> {
         match entry {
             JournalEntry::Epoch { epoch } => self.epoch = self.epoch.max(epoch),
+            JournalEntry::Rollback { to } => {
+                self.rollback_to(to)?;
+            }
             JournalEntry::Refusal(r) => {
                 if !self.refused.contains_key(&r.rid) {
                     self.remember_refusal(r);
@@ -273,6 +282,80 @@ impl Catalog {
         self.by_rid.insert(req.rid, record.seq);
         self.pending.push_back(record.clone());
         Ok(Accepted::New(JournalEntry::Trade(record), self.last_seq))
+    }
+
+    /// Applies a trade an order log recorded (a catalog following the log, not sequencing):
+    /// it must be the next trade, and it must fit the table (a buy the table cannot cover means
+    /// this table went another way than the log; roll back first). The caller journals the
+    /// entry and marks it durable as for `trade`.
+    pub fn apply_recorded(&mut self, record: TradeRecord) -> Result<JournalEntry> {
+        if record.seq != self.last_seq + 1 {
+            return Err(Error::BadRequest(format!(
+                "recorded trade {} does not follow trade {}",
+                record.seq, self.last_seq
+            )));
+        }
+        if record.quantity == 0 || record.quantity > MAX_TRADE_QUANTITY {
+            return Err(Error::BadRequest(format!(
+                "recorded trade {} moves {} units",
+                record.seq, record.quantity
+            )));
+        }
+        if self.by_rid.contains_key(&record.rid) {
+            return Err(Error::BadRequest(format!(
+                "recorded trade {} repeats request {} traded already",
+                record.seq, record.rid
+            )));
+        }
+        let i = self.position(&record.name)?;
+        apply(&mut self.working[i], record.kind, record.quantity)?;
+        self.epoch = self.epoch.max(record.epoch);
+        self.last_seq = record.seq;
+        self.by_rid.insert(record.rid, record.seq);
+        self.pending.push_back(record.clone());
+        Ok(JournalEntry::Trade(record))
+    }
+
+    /// The request id of trade `seq`, while the table still holds it (pending or in the
+    /// window); what a catalog following the order log compares with the log's order.
+    pub fn rid_at(&self, seq: u64) -> Option<RequestId> {
+        let find = |q: &VecDeque<TradeRecord>| {
+            let first = q.front()?.seq;
+            q.get(seq.checked_sub(first)? as usize).map(|t| t.rid)
+        };
+        find(&self.pending).or_else(|| find(&self.window))
+    }
+
+    /// Undoes every trade after `to`, newest first, restoring quantity, volume and version
+    /// exactly; `Some(entry)` to journal when anything was undone. Only durable trades can be
+    /// undone (wait for the pending ones first), and only those still in the window.
+    pub fn rollback_to(&mut self, to: u64) -> Result<Option<JournalEntry>> {
+        if to >= self.last_seq {
+            return Ok(None);
+        }
+        if !self.pending.is_empty() {
+            return Err(Error::BadRequest(format!(
+                "cannot roll back to trade {to} while trades up to {} are not durable",
+                self.last_seq
+            )));
+        }
+        let first = self.window.front().map_or(self.last_seq + 1, |t| t.seq);
+        if to + 1 < first {
+            return Err(Error::BadRequest(format!(
+                "cannot roll back to trade {to}: the window starts at trade {first}"
+            )));
+        }
+        while self.window.back().is_some_and(|t| t.seq > to) {
+            let t = self.window.pop_back().expect("checked back");
+            let i = self.index[&t.name];
+            for table in [&mut self.working, &mut self.durable] {
+                undo(&mut table[i], t.kind, t.quantity)?;
+            }
+            self.by_rid.remove(&t.rid);
+        }
+        self.last_seq = to;
+        self.durable_seq = to;
+        Ok(Some(JournalEntry::Rollback { to }))
     }
 
     /// Raises the fencing epoch; `Some(entry)` when it moved and must be journaled.
@@ -403,6 +486,29 @@ fn apply(stock: &mut Stock, kind: TradeKind, quantity: u64) -> Result<()> {
     }
     stock.volume += quantity;
     stock.version += 1;
+    Ok(())
+}
+
+/// The inverse of `apply`: what the stock was before the trade.
+fn undo(stock: &mut Stock, kind: TradeKind, quantity: u64) -> Result<()> {
+    let inconsistent = || {
+        Error::Io(format!(
+            "undoing a trade of {quantity} {} leaves a negative count",
+            stock.name
+        ))
+    };
+    let quantity_before = match kind {
+        TradeKind::Buy => stock.quantity.checked_add(quantity),
+        TradeKind::Sell => stock.quantity.checked_sub(quantity),
+    };
+    let (Some(q), Some(v), Some(ver)) = (
+        quantity_before,
+        stock.volume.checked_sub(quantity),
+        stock.version.checked_sub(1),
+    ) else {
+        return Err(inconsistent());
+    };
+    (stock.quantity, stock.volume, stock.version) = (q, v, ver);
     Ok(())
 }
 
@@ -614,5 +720,128 @@ mod tests {
         let mut s = seeds();
         s.push(s[0].clone());
         assert!(Catalog::new(&s, 10).is_err());
+    }
+
+    /// Trades `reqs` on `c` and makes them durable; their records, in order.
+    fn traded(c: &mut Catalog, reqs: &[TradeRequest]) -> Vec<TradeRecord> {
+        let records: Vec<TradeRecord> = reqs
+            .iter()
+            .map(|r| match c.trade(r).unwrap() {
+                Accepted::New(JournalEntry::Trade(t), _) => t,
+                other => panic!("{r:?}: {other:?}"),
+            })
+            .collect();
+        c.mark_durable(c.last_seq());
+        records
+    }
+
+    #[test]
+    fn rollback_restores_quantity_volume_and_version_exactly() {
+        let mut c = Catalog::new(&seeds(), 100).unwrap();
+        traded(&mut c, &[req(1, "FishCo", TradeKind::Buy, 4)]);
+        let after_one = c.stocks().to_vec();
+        traded(
+            &mut c,
+            &[
+                req(2, "GameStart", TradeKind::Sell, 3),
+                req(3, "FishCo", TradeKind::Buy, 6),
+                req(4, "FishCo", TradeKind::Sell, 1),
+            ],
+        );
+        assert_eq!(c.rid_at(3), Some(RequestId(3)));
+        let entry = c.rollback_to(1).unwrap();
+        assert_eq!(entry, Some(JournalEntry::Rollback { to: 1 }));
+        assert_eq!(c.stocks(), &after_one[..]);
+        assert_eq!((c.last_seq(), c.durable_seq()), (1, 1));
+        assert_eq!(c.rid_at(2), None);
+        assert_eq!(c.rid_at(1), Some(RequestId(1)));
+        // An undone request id is new again, and the next trade takes the next number.
+        assert!(matches!(
+            c.trade(&req(3, "FishCo", TradeKind::Buy, 6)).unwrap(),
+            Accepted::New(_, 2)
+        ));
+        // Nothing to undo: no entry.
+        assert_eq!(c.rollback_to(5).unwrap(), None);
+    }
+
+    #[test]
+    fn rollback_is_refused_over_pending_trades_and_past_the_window() {
+        let mut c = Catalog::new(&seeds(), 2).unwrap();
+        traded(
+            &mut c,
+            &[
+                req(1, "FishCo", TradeKind::Sell, 1),
+                req(2, "FishCo", TradeKind::Sell, 1),
+                req(3, "FishCo", TradeKind::Sell, 1),
+            ],
+        );
+        // The window holds trades 2 and 3: back to 1 works, back to 0 cannot.
+        assert!(c.rollback_to(0).is_err());
+        assert_eq!(c.last_seq(), 3, "a refused rollback changes nothing");
+        c.trade(&req(4, "FishCo", TradeKind::Sell, 1)).unwrap();
+        assert!(c.rollback_to(2).is_err(), "trade 4 is not durable yet");
+        c.mark_durable(4);
+        c.rollback_to(2).unwrap();
+        assert_eq!(c.lookup("FishCo").unwrap().quantity, 12);
+    }
+
+    #[test]
+    fn a_catalog_following_the_log_holds_the_same_table_and_replays_it() {
+        let mut primary = Catalog::new(&seeds(), 100).unwrap();
+        let records = traded(
+            &mut primary,
+            &[
+                req(1, "FishCo", TradeKind::Buy, 4),
+                req(2, "GameStart", TradeKind::Sell, 3),
+                req(3, "FishCo", TradeKind::Buy, 6),
+            ],
+        );
+        let mut standby = Catalog::new(&seeds(), 100).unwrap();
+        let mut journal = Vec::new();
+        // It went another way first: an unrecorded trade of its own at number 1.
+        journal.push(JournalEntry::Trade(
+            traded(&mut standby, &[req(9, "FishCo", TradeKind::Buy, 10)])[0].clone(),
+        ));
+        // The follower compares request ids number by number (the table alone cannot know
+        // the log went another way) and undoes from the first that differs.
+        assert_ne!(standby.rid_at(1), Some(records[0].rid));
+        journal.push(standby.rollback_to(0).unwrap().expect("undone"));
+        for r in &records {
+            journal.push(standby.apply_recorded(r.clone()).unwrap());
+        }
+        assert_eq!(
+            standby.lookup("FishCo").unwrap().quantity,
+            10,
+            "not durable yet"
+        );
+        standby.mark_durable(3);
+        assert_eq!(standby.stocks(), primary.stocks());
+        assert_eq!(standby.last_seq(), 3);
+        // The same journal, replayed from the start, gives the same table.
+        let mut replayed = Catalog::new(&seeds(), 100).unwrap();
+        for e in journal {
+            replayed.replay(e).unwrap();
+        }
+        assert_eq!(replayed.stocks(), primary.stocks());
+        assert_eq!(replayed.rid_at(3), Some(RequestId(3)));
+        // A trade the table cannot cover, a gap and a repeated request id are refused.
+        let mut bad = records[2].clone();
+        bad.seq = 4;
+        bad.rid = RequestId(7);
+        bad.quantity = 50;
+        assert!(matches!(
+            standby.apply_recorded(bad.clone()),
+            Err(Error::InsufficientQuantity { .. })
+        ));
+        bad.quantity = 1;
+        bad.seq = 5;
+        assert!(standby.apply_recorded(bad.clone()).is_err(), "a gap");
+        bad.seq = 4;
+        bad.rid = RequestId(1);
+        assert!(
+            standby.apply_recorded(bad).is_err(),
+            "request 1 traded already"
+        );
+        assert_eq!(standby.last_seq(), 3);
     }
 }
