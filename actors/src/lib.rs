@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod catalog;
 pub mod catalog_actor;
+pub mod catalog_follow;
 mod error;
 pub mod journal;
 pub mod orderlog;
