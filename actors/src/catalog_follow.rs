@@ -144,19 +144,23 @@ mod tests {
         }
     }
 
+    /// Trades order `o` at `c` as its leader did.
+    fn trade_as_leader(c: &mut Catalog, o: &Order) -> Accepted {
+        c.trade(&TradeRequest {
+            rid: o.rid,
+            name: o.name.clone(),
+            kind: o.kind,
+            quantity: o.quantity,
+            epoch: 1,
+        })
+        .unwrap()
+    }
+
     /// A primary's table after the trades of `log`, traded as a leader would.
     fn primary(log: &[Order]) -> Catalog {
         let mut c = Catalog::new(&seeds(), 100).unwrap();
         for o in log {
-            let a = c
-                .trade(&TradeRequest {
-                    rid: o.rid,
-                    name: o.name.clone(),
-                    kind: o.kind,
-                    quantity: o.quantity,
-                    epoch: 1,
-                })
-                .unwrap();
+            let a = trade_as_leader(&mut c, o);
             assert!(matches!(a, Accepted::New(_, s) if s == o.cseq));
         }
         c.mark_durable(c.last_seq());
@@ -310,14 +314,7 @@ mod tests {
             let prefix = rng.gen_range(0..=len);
             let tail = rng.gen_range(0..10u128);
             for o in &log[..prefix as usize] {
-                c.trade(&TradeRequest {
-                    rid: o.rid,
-                    name: o.name.clone(),
-                    kind: o.kind,
-                    quantity: o.quantity,
-                    epoch: 1,
-                })
-                .unwrap();
+                trade_as_leader(&mut c, o);
             }
             for i in 0..tail {
                 c.trade(&sell(5000 + i, 1)).unwrap();

@@ -231,13 +231,7 @@ async fn lookup_batch(
     body: web::Json<LookupBatch>,
 ) -> ApiResult<HttpResponse> {
     let names = body.into_inner().names;
-    if names.is_empty() || names.len() > MAX_LOOKUP_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "a batch holds 1 to {MAX_LOOKUP_BATCH} names, not {}",
-            names.len()
-        )));
-    }
-    let answers = names.into_iter().map(|name| {
+    let results = http::each(names, MAX_LOOKUP_BATCH, "names", |name| {
         let catalog = state.catalog.clone();
         async move {
             validate_name(&name)?;
@@ -247,15 +241,11 @@ async fn lookup_batch(
                 .map_err(to_api)?
                 .map_err(ApiError::from)
         }
-    });
-    let results = futures::future::join_all(answers)
-        .await
-        .into_iter()
-        .map(|r| match r {
-            Ok(stock) => StockResult::Ok(stock),
-            Err(e) => StockResult::Error(e.into()),
-        })
-        .collect();
+    })
+    .await?
+    .into_iter()
+    .map(|r| r.map_or_else(|e| StockResult::Error(e.into()), StockResult::Ok))
+    .collect();
     Ok(ok(StockResults { results }))
 }
 
@@ -279,14 +269,8 @@ async fn trade_batch(
     body: web::Json<TradeBatch>,
 ) -> ApiResult<HttpResponse> {
     let trades = body.into_inner().trades;
-    if trades.is_empty() || trades.len() > tradenet_actors::replication::MAX_TRADE_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "a batch holds 1 to {} trades, not {}",
-            tradenet_actors::replication::MAX_TRADE_BATCH,
-            trades.len()
-        )));
-    }
-    let answers = trades.into_iter().map(|t| {
+    let max = tradenet_actors::replication::MAX_TRADE_BATCH;
+    let results = http::each(trades, max, "trades", |t| {
         let catalog = state.catalog.clone();
         async move {
             validate_name(&t.name)?;
@@ -296,15 +280,11 @@ async fn trade_batch(
                 .map_err(to_api)?
                 .map_err(ApiError::from)
         }
-    });
-    let results = futures::future::join_all(answers)
-        .await
-        .into_iter()
-        .map(|r| match r {
-            Ok(outcome) => TradeResult::Ok(outcome),
-            Err(e) => TradeResult::Error(e.into()),
-        })
-        .collect();
+    })
+    .await?
+    .into_iter()
+    .map(|r| r.map_or_else(|e| TradeResult::Error(e.into()), TradeResult::Ok))
+    .collect();
     Ok(ok(TradeResults { results }))
 }
 

@@ -353,6 +353,26 @@ pub fn app(
         }))
 }
 
+/// Answers every item of a batch with `one`, all at once, each result in the order asked; a
+/// batch of no items or more than `max` is refused whole (400, naming `what` it holds).
+pub async fn each<I, T, Fut>(
+    items: Vec<I>,
+    max: usize,
+    what: &str,
+    one: impl FnMut(I) -> Fut,
+) -> ApiResult<Vec<ApiResult<T>>>
+where
+    Fut: std::future::Future<Output = ApiResult<T>>,
+{
+    if items.is_empty() || items.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {max} {what}, not {}",
+            items.len()
+        )));
+    }
+    Ok(futures::future::join_all(items.into_iter().map(one)).await)
+}
+
 /// A resource's path pattern, on every request it routes: the metrics' `route` label.
 struct RoutePattern(String);
 

@@ -12,7 +12,7 @@
 
 use super::driver::{Ask, ReplicaDriver};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{ok, resource};
+use crate::http::{self, ok, resource};
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use std::time::Duration;
@@ -95,34 +95,27 @@ async fn read_batch(
 /// Asks the machine each request (1 to `MAX_PLACE_BATCH`, each answered with an order) at
 /// once, and answers every result in order.
 async fn ask_each(d: &Addr<ReplicaDriver>, requests: Vec<Request>) -> ApiResult<HttpResponse> {
-    if requests.is_empty() || requests.len() > MAX_PLACE_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "a batch holds 1 to {MAX_PLACE_BATCH} items, not {}",
-            requests.len()
-        )));
-    }
-    let answers = requests.into_iter().map(|request| async move {
+    let results = http::each(requests, MAX_PLACE_BATCH, "items", |request| async move {
         d.send(Ask(request))
             .timeout(ANSWER_WITHIN)
             .await
             .map_err(|e| ApiError::unavailable(format!("order replica busy: {e}")))?
             .map_err(ApiError::from)
-    });
-    let results = futures::future::join_all(answers)
-        .await
-        .into_iter()
-        .map(|r| match r {
-            Ok(Response::Order(o)) => OrderResult::Ok(o),
-            Ok(other) => OrderResult::Error(
-                ApiError::with_kind(
-                    tradenet_actors::wire::ErrorKind::Internal,
-                    format!("the replica answered with {other:?} where an order was due"),
-                )
-                .into(),
-            ),
-            Err(e) => OrderResult::Error(e.into()),
-        })
-        .collect();
+    })
+    .await?
+    .into_iter()
+    .map(|r| match r {
+        Ok(Response::Order(o)) => OrderResult::Ok(o),
+        Ok(other) => OrderResult::Error(
+            ApiError::with_kind(
+                tradenet_actors::wire::ErrorKind::Internal,
+                format!("the replica answered with {other:?} where an order was due"),
+            )
+            .into(),
+        ),
+        Err(e) => OrderResult::Error(e.into()),
+    })
+    .collect();
     Ok(ok(OrderResults { results }))
 }
 
