@@ -9,6 +9,7 @@
 //! the first answer, and a new order leader can ask which trades happened after the last one it
 //! recorded (rule 3).
 
+use crate::replication::CatalogTerm;
 use crate::types::{Epoch, RequestId, StockSeed, TradeKind};
 use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
 use crate::wire::frontend::Stock;
@@ -39,6 +40,13 @@ pub enum JournalEntry {
     Rollback {
         /// The last trade kept.
         to: u64,
+    },
+    /// The catalog term this catalog accepted (it refuses older ones after a restart too).
+    Term(CatalogTerm),
+    /// Every trade up to `upto` matches the order log (the point to read it from next).
+    Confirmed {
+        /// The last trade confirmed.
+        upto: u64,
     },
 }
 
@@ -92,6 +100,12 @@ pub struct Snapshot {
     /// The most recent refusals, oldest first.
     #[serde(default)]
     pub refusals: Vec<Refusal>,
+    /// The catalog term accepted (catalog failover; default for a single catalog).
+    #[serde(default)]
+    pub term: CatalogTerm,
+    /// Every trade up to this one matches the order log.
+    #[serde(default)]
+    pub confirmed: u64,
 }
 
 /// The stock table with its trade window; see the module docs.
@@ -111,6 +125,8 @@ pub struct Catalog {
     last_seq: u64,
     durable_seq: u64,
     epoch: Epoch,
+    term: CatalogTerm,
+    confirmed: u64,
 }
 
 impl Catalog {
@@ -133,6 +149,8 @@ impl Catalog {
                 stocks,
                 trades: Vec::new(),
                 refusals: Vec::new(),
+                term: CatalogTerm::default(),
+                confirmed: 0,
             },
             window_cap,
         )
@@ -163,6 +181,8 @@ impl Catalog {
             last_seq: snap.seq,
             durable_seq: snap.seq,
             epoch: snap.epoch,
+            term: snap.term,
+            confirmed: snap.confirmed.min(snap.seq),
         };
         for t in snap.trades {
             catalog.remember(t);
@@ -192,6 +212,8 @@ impl Catalog {
                 .iter()
                 .filter_map(|rid| self.refused.get(rid).cloned())
                 .collect(),
+            term: self.term,
+            confirmed: self.confirmed,
         }
     }
 
@@ -204,6 +226,8 @@ impl Catalog {
             JournalEntry::Rollback { to } => {
                 self.rollback_to(to)?;
             }
+            JournalEntry::Term(term) => self.term = self.term.max_by_epoch(term),
+            JournalEntry::Confirmed { upto } => self.confirmed = upto.min(self.last_seq),
             JournalEntry::Refusal(r) => {
                 if !self.refused.contains_key(&r.rid) {
                     self.remember_refusal(r);
@@ -355,6 +379,7 @@ impl Catalog {
         }
         self.last_seq = to;
         self.durable_seq = to;
+        self.confirmed = self.confirmed.min(to);
         Ok(Some(JournalEntry::Rollback { to }))
     }
 
@@ -442,6 +467,52 @@ impl Catalog {
     /// Newest leader epoch seen.
     pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    /// The catalog term accepted.
+    pub fn term(&self) -> CatalogTerm {
+        self.term
+    }
+
+    /// Accepts a catalog term: `Some(entry)` to journal when it is new, an error for an older
+    /// epoch or a second primary in the same epoch.
+    pub fn accept_term(&mut self, term: CatalogTerm) -> Result<Option<JournalEntry>> {
+        if term.epoch > crate::replication::MAX_EPOCH {
+            return Err(Error::BadRequest(format!(
+                "catalog epoch {} is above the largest accepted",
+                term.epoch
+            )));
+        }
+        if term.epoch < self.term.epoch
+            || (term.epoch == self.term.epoch
+                && term.primary != self.term.primary
+                && term.epoch > 0)
+        {
+            return Err(Error::Fenced {
+                got: term.epoch,
+                known: self.term.epoch,
+            });
+        }
+        if term == self.term {
+            return Ok(None);
+        }
+        self.term = term;
+        Ok(Some(JournalEntry::Term(term)))
+    }
+
+    /// Every trade up to this one matches the order log.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed
+    }
+
+    /// Records how far the table matches the order log; `Some(entry)` to journal when it moved.
+    pub fn confirm(&mut self, upto: u64) -> Option<JournalEntry> {
+        let upto = upto.min(self.last_seq);
+        if upto == self.confirmed {
+            return None;
+        }
+        self.confirmed = upto;
+        Some(JournalEntry::Confirmed { upto })
     }
 
     fn position(&self, name: &str) -> Result<usize> {

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod catalog;
 pub mod catalog_actor;
 pub mod catalog_follow;
+pub mod catalog_node;
 mod error;
 pub mod journal;
 pub mod orderlog;

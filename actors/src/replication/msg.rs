@@ -32,6 +32,28 @@ pub struct Term {
     pub leader: Option<NodeId>,
 }
 
+/// Which catalog is primary, as the front ends' supervisors announce it: an epoch of its own
+/// (apart from the order leaders' epochs) and the catalog that leads it
+/// (`docs/catalog-failover.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogTerm {
+    /// Catalog epoch; 0 before any choice.
+    pub epoch: Epoch,
+    /// Id of that epoch's primary catalog.
+    pub primary: Option<NodeId>,
+}
+
+impl CatalogTerm {
+    /// The newer of two terms (by epoch; `self` on a tie).
+    pub fn max_by_epoch(self, other: CatalogTerm) -> CatalogTerm {
+        if other.epoch > self.epoch {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 /// A replica's role, as it reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

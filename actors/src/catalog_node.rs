@@ -1,0 +1,946 @@
+//! One catalog of a catalog group as a pure state machine (`docs/catalog-failover.md`):
+//! requests (the supervisor's term and heartbeat, order leaders' trades, front ends' lookups),
+//! pages of the order log read from a replica, completed journal writes and clock ticks go in
+//! through `step`; reads to send, journal lines to write, answers and invalidations come out as
+//! `Effect`s. No socket, no clock, no disk: a driver (or the simulator) executes them.
+//!
+//! - **Standby** (not the primary of its term): answers no trade and no lookup. Every
+//!   `follow_every` it reads the order log from the replica that leads, from its last
+//!   confirmed trade on (never past what that leader has acknowledged: an acknowledged order
+//!   never changes, a newer one may), and applies it (`catalog_follow::follow`).
+//! - **Primary, catching up**: a leader's call carries its epoch and its log end. Until the
+//!   table matches that leader's log up to its end, the call is answered `unavailable`
+//!   (the leader retries) while the node reads the leader's log.
+//! - **Primary, serving**: once caught up with leader epoch `e` in this catalog term, it
+//!   sequences `e`'s trades itself (they match by construction: that leader records only this
+//!   catalog's answers from now on) and answers lookups. A new catalog term or a newer leader
+//!   epoch means catching up again.
+
+use crate::catalog::{Accepted, Catalog, JournalEntry};
+use crate::catalog_follow::{follow, Stall};
+use crate::orderlog::Order;
+use crate::replication::{CatalogTerm, Envelope, Millis, NodeId};
+use crate::types::Epoch;
+use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
+use crate::wire::frontend::Stock;
+use crate::Error;
+use std::collections::VecDeque;
+
+/// How a catalog node behaves; the drivers fill it from the configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This catalog's id.
+    pub id: NodeId,
+    /// The order replicas' ids, to read the log from.
+    pub replicas: Vec<NodeId>,
+    /// A standby reads the log this often.
+    pub follow_every: Millis,
+    /// Orders per read.
+    pub page: usize,
+    /// A read not answered within this long is given up.
+    pub read_timeout: Millis,
+}
+
+/// What a catalog asks a replica: the orders from `from` on, at most `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadOrders {
+    /// First order number.
+    pub from: u64,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A replica's answer to `ReadOrders`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrdersPage {
+    /// The orders, consecutive from the asked number (fewer at the log's end).
+    pub orders: Vec<Order>,
+    /// The replica's next order number.
+    pub log_end: u64,
+    /// Orders below this number are acknowledged (0 unless it leads).
+    pub acknowledged: u64,
+    /// The replica serves as leader.
+    pub leading: bool,
+    /// The epoch of its term.
+    pub epoch: Epoch,
+}
+
+/// How a catalog reports itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not the primary of its term.
+    Standby,
+    /// Primary, matching its table with a leader's log before it serves.
+    CatchingUp,
+    /// Primary, serving.
+    Primary,
+}
+
+/// The answer to the supervisor's heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeState {
+    /// Catalog id.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// The catalog term it accepted.
+    pub term: CatalogTerm,
+    /// Its last trade (durable or not).
+    pub last_seq: u64,
+    /// Every trade up to this one matches the order log.
+    pub confirmed: u64,
+}
+
+/// Everything a catalog node can be asked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// The supervisor's heartbeat.
+    State,
+    /// The supervisor announces a catalog term.
+    Term(CatalogTerm),
+    /// An order leader's trades, each answered on its own.
+    Trades {
+        /// The leader's replica id.
+        leader: NodeId,
+        /// Its epoch.
+        epoch: Epoch,
+        /// Its next order number.
+        log_end: u64,
+        /// The trades.
+        trades: Vec<TradeRequest>,
+    },
+    /// An order leader reads back the trades after `after`.
+    TradesSince {
+        /// The leader's replica id.
+        leader: NodeId,
+        /// Its epoch.
+        epoch: Epoch,
+        /// Its next order number.
+        log_end: u64,
+        /// Last trade sequence number it holds.
+        after: u64,
+        /// At most this many.
+        limit: usize,
+    },
+    /// A front end looks a stock up.
+    Lookup(String),
+}
+
+/// A catalog node's answer to a `Request`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    /// To `State`.
+    State(NodeState),
+    /// To `Term`: accepted (and durable).
+    TermAccepted,
+    /// To `Trades`: one result per trade, in the order asked.
+    Traded(Vec<Result<TradeOutcome, Error>>),
+    /// To `TradesSince`.
+    Trades {
+        /// The trades, in sequence order.
+        trades: Vec<TradeRecord>,
+        /// False when trades asked for have left the window.
+        complete: bool,
+    },
+    /// To `Lookup`.
+    Stock(Stock),
+}
+
+/// What happens to a catalog node.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Time passed.
+    Tick,
+    /// Someone asks something.
+    Request(Envelope, Request),
+    /// A replica answered read `id` (or the read failed).
+    Reply {
+        /// The replica.
+        from: NodeId,
+        /// Our number for the read.
+        id: u64,
+        /// Its answer.
+        result: Result<OrdersPage, Error>,
+    },
+    /// Every journal line up to this ticket is durable.
+    Durable(u64),
+}
+
+/// What a catalog node wants done.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Read the order log from a replica; the answer comes back as `Event::Reply` with `id`.
+    Read {
+        /// The replica.
+        to: NodeId,
+        /// Our number for it.
+        id: u64,
+        /// What to read.
+        request: ReadOrders,
+    },
+    /// Answer a request.
+    Respond {
+        /// Who asked.
+        to: Envelope,
+        /// The answer.
+        result: Result<Response, Error>,
+    },
+    /// Append one journal line; `Event::Durable(ticket)` says it is on disk.
+    Journal {
+        /// The line's ticket.
+        ticket: u64,
+        /// The line.
+        entry: JournalEntry,
+    },
+    /// These stocks changed durably: push invalidations to the front ends.
+    Invalidate(Vec<Stock>),
+}
+
+/// One trade of a waiting batch: its sequence number until durable, or its answer.
+enum Item {
+    Seq(u64),
+    Done(Result<TradeOutcome, Error>),
+}
+
+/// An answer that waits for a journal ticket to be durable.
+enum Waiting {
+    Batch(Vec<Item>),
+    Since { after: u64, limit: usize },
+    Term,
+}
+
+/// The read in flight: (read id, replica, sent at).
+type Reading = (u64, NodeId, Millis);
+
+/// See the module docs.
+pub struct CatalogNode {
+    cfg: Config,
+    table: Catalog,
+    now: Millis,
+    /// Leader epoch this node caught up with in its current term, once serving.
+    serving: Option<Epoch>,
+    /// Primary, catching up: the leader, its epoch and the log end its call named.
+    target: Option<(NodeId, Epoch, u64)>,
+    /// The replica the log is read from (the last one found leading).
+    source: Option<NodeId>,
+    /// Next replica to try while no leader is known.
+    probe: usize,
+    reading: Option<Reading>,
+    next_read: Millis,
+    next_id: u64,
+    ticket: u64,
+    durable_ticket: u64,
+    /// Trades not yet durable: (ticket, sequence number).
+    pending: VecDeque<(u64, u64)>,
+    waiting: Vec<(u64, Envelope, Waiting)>,
+    out: Vec<Effect>,
+}
+
+impl CatalogNode {
+    /// A node over `table` (as its files left it, durable), at `now`.
+    pub fn new(cfg: Config, table: Catalog, now: Millis) -> CatalogNode {
+        CatalogNode {
+            cfg,
+            table,
+            now,
+            serving: None,
+            target: None,
+            source: None,
+            probe: 0,
+            reading: None,
+            next_read: now,
+            next_id: 1,
+            ticket: 0,
+            durable_ticket: 0,
+            pending: VecDeque::new(),
+            waiting: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The table (for status, checks and tests).
+    pub fn table(&self) -> &Catalog {
+        &self.table
+    }
+
+    /// How it reports itself.
+    pub fn state(&self) -> NodeState {
+        NodeState {
+            id: self.cfg.id,
+            role: self.role(),
+            term: self.table.term(),
+            last_seq: self.table.last_seq(),
+            confirmed: self.table.confirmed(),
+        }
+    }
+
+    fn role(&self) -> Role {
+        if self.table.term().primary != Some(self.cfg.id) {
+            Role::Standby
+        } else if self.serving.is_some() {
+            Role::Primary
+        } else {
+            Role::CatchingUp
+        }
+    }
+
+    /// Time passed.
+    pub fn tick(&mut self, now: Millis) -> Vec<Effect> {
+        self.step(now, Event::Tick)
+    }
+
+    /// Takes one event at `now`; what to do comes back.
+    pub fn step(&mut self, now: Millis, event: Event) -> Vec<Effect> {
+        self.now = self.now.max(now);
+        match event {
+            Event::Tick => {}
+            Event::Request(env, req) => self.on_request(env, req),
+            Event::Reply { from, id, result } => self.on_reply(from, id, result),
+            Event::Durable(t) => self.on_durable(t),
+        }
+        self.maybe_read();
+        std::mem::take(&mut self.out)
+    }
+
+    fn journal(&mut self, entry: JournalEntry) -> u64 {
+        self.ticket += 1;
+        if let JournalEntry::Trade(t) = &entry {
+            self.pending.push_back((self.ticket, t.seq));
+        }
+        self.out.push(Effect::Journal {
+            ticket: self.ticket,
+            entry,
+        });
+        self.ticket
+    }
+
+    fn respond(&mut self, to: Envelope, result: Result<Response, Error>) {
+        self.out.push(Effect::Respond { to, result });
+    }
+
+    /// Answers once every journal line written so far is durable.
+    fn respond_when_durable(&mut self, to: Envelope, w: Waiting) {
+        let ticket = self.ticket;
+        if ticket <= self.durable_ticket {
+            self.waiting.push((ticket, to, w));
+            self.release();
+        } else {
+            self.waiting.push((ticket, to, w));
+        }
+    }
+
+    fn on_request(&mut self, env: Envelope, req: Request) {
+        match req {
+            Request::State => {
+                let s = self.state();
+                self.respond(env, Ok(Response::State(s)));
+            }
+            Request::Term(term) => match self.table.accept_term(term) {
+                Ok(entry) => {
+                    if let Some(entry) = entry {
+                        log::info!(
+                            "catalog {}: catalog epoch {}, primary {:?}{}",
+                            self.cfg.id,
+                            term.epoch,
+                            term.primary,
+                            if term.primary == Some(self.cfg.id) {
+                                " (this catalog: it catches up with the order log before it serves)"
+                            } else {
+                                ""
+                            }
+                        );
+                        self.serving = None;
+                        self.target = None;
+                        self.journal(entry);
+                    }
+                    self.respond_when_durable(env, Waiting::Term);
+                }
+                Err(e) => self.respond(env, Err(e)),
+            },
+            Request::Lookup(name) => {
+                if self.role() != Role::Primary {
+                    let msg = self.not_serving();
+                    return self.respond(env, Err(Error::Unavailable(msg)));
+                }
+                let r = self.table.lookup(&name).cloned().map(Response::Stock);
+                self.respond(env, r);
+            }
+            Request::Trades {
+                leader,
+                epoch,
+                log_end,
+                trades,
+            } => {
+                if let Err(e) = self.admit(leader, epoch, log_end) {
+                    let n = trades.len();
+                    let all = (0..n).map(|_| Err(e.clone())).collect();
+                    return self.respond(env, Ok(Response::Traded(all)));
+                }
+                let items = trades.iter().map(|t| self.trade(t)).collect();
+                self.respond_when_durable(env, Waiting::Batch(items));
+            }
+            Request::TradesSince {
+                leader,
+                epoch,
+                log_end,
+                after,
+                limit,
+            } => {
+                if let Err(e) = self.admit(leader, epoch, log_end) {
+                    return self.respond(env, Err(e));
+                }
+                match self.table.observe_epoch(epoch) {
+                    Ok(Some(entry)) => {
+                        self.journal(entry);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return self.respond(env, Err(e)),
+                }
+                self.respond_when_durable(env, Waiting::Since { after, limit });
+            }
+        }
+    }
+
+    fn not_serving(&self) -> String {
+        match self.role() {
+            Role::Standby => format!(
+                "catalog {} is a standby (primary: {:?})",
+                self.cfg.id,
+                self.table.term().primary
+            ),
+            _ => format!(
+                "catalog {} is catching up with the order log before it serves",
+                self.cfg.id
+            ),
+        }
+    }
+
+    /// May leader `leader` of `epoch`, whose log ends at `log_end`, be served now? Starts
+    /// catching up with its log when not.
+    fn admit(&mut self, leader: NodeId, epoch: Epoch, log_end: u64) -> Result<(), Error> {
+        if self.role() == Role::Standby {
+            return Err(Error::Unavailable(self.not_serving()));
+        }
+        if epoch < self.table.epoch() {
+            return Err(Error::Fenced {
+                got: epoch,
+                known: self.table.epoch(),
+            });
+        }
+        if self.serving == Some(epoch) && log_end <= self.table.last_seq() {
+            // Everything in this leader's log is this catalog's or matched it: confirmed.
+            let upto = log_end.max(self.table.confirmed());
+            if let Some(entry) = self.table.confirm(upto) {
+                self.journal(entry);
+            }
+            return Ok(());
+        }
+        match &mut self.target {
+            Some((l, e, end)) if *l == leader && *e == epoch => *end = (*end).max(log_end),
+            _ => {
+                log::info!(
+                    "catalog {}: catching up with leader {leader}'s log (epoch {epoch}, {log_end} orders) before serving it",
+                    self.cfg.id
+                );
+                self.serving = None;
+                self.target = Some((leader, epoch, log_end));
+                self.source = Some(leader);
+                self.next_read = self.now;
+            }
+        }
+        Err(Error::Unavailable(self.not_serving()))
+    }
+
+    fn trade(&mut self, t: &TradeRequest) -> Item {
+        match self.table.trade(t) {
+            Ok(Accepted::New(entry, seq)) => {
+                self.journal(entry);
+                Item::Seq(seq)
+            }
+            Ok(Accepted::Seen(seq)) => Item::Seq(seq),
+            Ok(Accepted::Refused(entry, err)) => {
+                if let Some(entry) = entry {
+                    self.journal(entry);
+                }
+                Item::Done(Err(err))
+            }
+            Err(e) => Item::Done(Err(e)),
+        }
+    }
+
+    fn on_durable(&mut self, t: u64) {
+        self.durable_ticket = self.durable_ticket.max(t);
+        let mut seq = None;
+        while self.pending.front().is_some_and(|(pt, _)| *pt <= t) {
+            seq = self.pending.pop_front().map(|(_, s)| s);
+        }
+        if let Some(s) = seq {
+            let changed = self.table.mark_durable(s);
+            if !changed.is_empty() {
+                self.out.push(Effect::Invalidate(changed));
+            }
+        }
+        self.release();
+    }
+
+    /// Answers what waited for durable tickets.
+    fn release(&mut self) {
+        let durable = self.durable_ticket;
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(t, _, _)| *t <= durable);
+        self.waiting = later;
+        for (_, to, w) in ready {
+            let result = match w {
+                Waiting::Term => Ok(Response::TermAccepted),
+                Waiting::Since { after, limit } => {
+                    let (trades, complete) = self.table.trades_after(after, limit);
+                    Ok(Response::Trades { trades, complete })
+                }
+                Waiting::Batch(items) => Ok(Response::Traded(
+                    items
+                        .into_iter()
+                        .map(|i| match i {
+                            Item::Done(r) => r,
+                            Item::Seq(seq) => self.table.outcome(seq).ok_or_else(|| {
+                                Error::Unavailable(format!("trade {seq} left the window"))
+                            }),
+                        })
+                        .collect(),
+                )),
+            };
+            self.respond(to, result);
+        }
+    }
+
+    // ----- reading the order log -----
+
+    fn maybe_read(&mut self) {
+        if let Some((_, _, sent)) = self.reading {
+            if self.now.saturating_sub(sent) < self.cfg.read_timeout {
+                return;
+            }
+            // Given up: try another replica next.
+            self.reading = None;
+            self.source = None;
+        }
+        let catching_up = self.target.is_some() && self.serving.is_none();
+        let wanted = catching_up || self.role() == Role::Standby;
+        if !wanted || self.now < self.next_read || self.cfg.replicas.is_empty() {
+            return;
+        }
+        let to = match self.source {
+            Some(s) => s,
+            None => {
+                self.probe = (self.probe + 1) % self.cfg.replicas.len();
+                self.cfg.replicas[self.probe]
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.reading = Some((id, to, self.now));
+        let from = self.table.confirmed().min(self.table.last_seq());
+        self.out.push(Effect::Read {
+            to,
+            id,
+            request: ReadOrders {
+                from,
+                limit: self.cfg.page,
+            },
+        });
+    }
+
+    fn on_reply(&mut self, from: NodeId, id: u64, result: Result<OrdersPage, Error>) {
+        if self.reading.is_none_or(|r| r.0 != id) {
+            return;
+        }
+        self.reading = None;
+        self.next_read = self.now + self.cfg.follow_every;
+        if self.role() == Role::Primary {
+            // Serving: the table is this catalog's own; a late read changes nothing.
+            return;
+        }
+        let page = match result {
+            Ok(p) if p.leading => p,
+            // Not the leader (or no answer): look for it.
+            _ => {
+                self.source = None;
+                return;
+            }
+        };
+        if let Some((leader, epoch, _)) = self.target {
+            if from != leader {
+                // A standby's read from before: read the leader we catch up with instead.
+                self.source = Some(leader);
+                self.next_read = self.now;
+                return;
+            }
+            if page.epoch != epoch {
+                // That leader's term changed: the next leader's call names it.
+                self.target = None;
+                return;
+            }
+        }
+        self.source = Some(from);
+        // Only acknowledged orders never change; past them the table is compared again.
+        let confirmed = self.table.confirmed().min(page.acknowledged);
+        match follow(&mut self.table, confirmed, &page.orders) {
+            Ok(Ok(f)) => {
+                if f.undone > 0 {
+                    log::warn!(
+                        "catalog {}: dropped {} trades no order log recorded (the log went another way)",
+                        self.cfg.id,
+                        f.undone
+                    );
+                }
+                for e in f.entries {
+                    self.journal(e);
+                }
+                if let Some(e) = self.table.confirm(f.confirmed) {
+                    self.journal(e);
+                }
+                let done = f.confirmed >= page.log_end;
+                if !done {
+                    // More to read: at once.
+                    self.next_read = self.now;
+                } else if let Some((_, epoch, log_end)) = self.target {
+                    if page.log_end >= log_end {
+                        log::info!(
+                            "catalog {}: caught up with the order log ({} orders, epoch {epoch}); serving",
+                            self.cfg.id,
+                            page.log_end
+                        );
+                        self.serving = Some(epoch);
+                        self.target = None;
+                    } else {
+                        self.next_read = self.now;
+                    }
+                }
+            }
+            Ok(Err(Stall::Gap { .. })) => self.next_read = self.now,
+            Ok(Err(Stall::Pending)) => {}
+            Ok(Err(Stall::PastWindow)) => {
+                log::error!(
+                    "catalog {}: an unconfirmed trade left the trade window; it cannot follow the order log (reset needed)",
+                    self.cfg.id
+                );
+            }
+            Err(e) => log::warn!(
+                "catalog {}: replica {from} sent a page it cannot follow: {e}",
+                self.cfg.id
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{RequestId, StockSeed, TradeKind};
+
+    const ME: NodeId = 1;
+    const LEADER: NodeId = 3;
+
+    fn seeds() -> Vec<StockSeed> {
+        ["GameStart", "FishCo"]
+            .iter()
+            .map(|n| StockSeed {
+                name: n.to_string(),
+                price: 1.0,
+                quantity: 100,
+            })
+            .collect()
+    }
+
+    fn order(number: u64, rid: u128, quantity: u64) -> Order {
+        Order {
+            number,
+            epoch: 5,
+            rid: RequestId(rid),
+            name: "FishCo".into(),
+            kind: TradeKind::Buy,
+            quantity,
+            cseq: number + 1,
+        }
+    }
+
+    fn trade(rid: u128, quantity: u64, epoch: Epoch) -> TradeRequest {
+        TradeRequest {
+            rid: RequestId(rid),
+            name: "FishCo".into(),
+            kind: TradeKind::Buy,
+            quantity,
+            epoch,
+        }
+    }
+
+    /// A node, the leader's log as replica 3 holds it, and everything written, answered and
+    /// pushed. Journal lines are durable at once; reads are answered from `log`.
+    struct World {
+        node: CatalogNode,
+        now: Millis,
+        log: Vec<Order>,
+        acknowledged: u64,
+        leader_epoch: Epoch,
+        journal: Vec<JournalEntry>,
+        answers: Vec<(Envelope, Result<Response, Error>)>,
+        invalidated: usize,
+        next_env: u64,
+    }
+
+    impl World {
+        fn new(log: Vec<Order>) -> World {
+            let cfg = Config {
+                id: ME,
+                replicas: vec![2, LEADER],
+                follow_every: 100,
+                page: 2,
+                read_timeout: 1000,
+            };
+            let table = Catalog::new(&seeds(), 100).unwrap();
+            World {
+                node: CatalogNode::new(cfg, table, 0),
+                now: 0,
+                acknowledged: log.len() as u64,
+                log,
+                leader_epoch: 5,
+                journal: Vec::new(),
+                answers: Vec::new(),
+                invalidated: 0,
+                next_env: 1,
+            }
+        }
+
+        /// Runs `event` and every effect it leads to (reads answered, lines made durable).
+        fn run(&mut self, event: Event) {
+            let mut queue = VecDeque::from([event]);
+            while let Some(ev) = queue.pop_front() {
+                for effect in self.node.step(self.now, ev) {
+                    match effect {
+                        Effect::Journal { ticket, entry } => {
+                            self.journal.push(entry);
+                            queue.push_back(Event::Durable(ticket));
+                        }
+                        Effect::Read { to, id, request } => {
+                            let result = if to == LEADER {
+                                let from = request.from as usize;
+                                let end = (from + request.limit).min(self.log.len());
+                                Ok(OrdersPage {
+                                    orders: self.log[from.min(end)..end].to_vec(),
+                                    log_end: self.log.len() as u64,
+                                    acknowledged: self.acknowledged,
+                                    leading: true,
+                                    epoch: self.leader_epoch,
+                                })
+                            } else {
+                                Ok(OrdersPage {
+                                    orders: vec![],
+                                    log_end: 0,
+                                    acknowledged: 0,
+                                    leading: false,
+                                    epoch: self.leader_epoch,
+                                })
+                            };
+                            queue.push_back(Event::Reply {
+                                from: to,
+                                id,
+                                result,
+                            });
+                        }
+                        Effect::Respond { to, result } => self.answers.push((to, result)),
+                        Effect::Invalidate(s) => self.invalidated += s.len(),
+                    }
+                }
+            }
+        }
+
+        /// Ticks for `ms` in steps of 50.
+        fn pass(&mut self, ms: Millis) {
+            for _ in 0..ms / 50 {
+                self.now += 50;
+                self.run(Event::Tick);
+            }
+        }
+
+        fn ask(&mut self, req: Request) -> Result<Response, Error> {
+            let env = Envelope {
+                from: 100,
+                id: self.next_env,
+            };
+            self.next_env += 1;
+            self.run(Event::Request(env, req));
+            let i = self
+                .answers
+                .iter()
+                .position(|(e, _)| *e == env)
+                .expect("answered at once (journal lines are durable at once)");
+            self.answers.remove(i).1
+        }
+
+        fn term(&mut self, epoch: Epoch, primary: NodeId) {
+            let r = self.ask(Request::Term(CatalogTerm {
+                epoch,
+                primary: Some(primary),
+            }));
+            assert_eq!(r, Ok(Response::TermAccepted));
+        }
+
+        fn trades(&mut self, trades: Vec<TradeRequest>) -> Vec<Result<TradeOutcome, Error>> {
+            let req = Request::Trades {
+                leader: LEADER,
+                epoch: self.leader_epoch,
+                log_end: self.log.len() as u64,
+                trades,
+            };
+            match self.ask(req) {
+                Ok(Response::Traded(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        /// Records trade answers in the log, as the leader does.
+        fn record(&mut self, results: &[Result<TradeOutcome, Error>], rids: &[u128]) {
+            for (r, rid) in results.iter().zip(rids) {
+                let o = r.as_ref().expect("traded");
+                assert_eq!(
+                    o.seq,
+                    self.log.len() as u64 + 1,
+                    "numbered from the log's end"
+                );
+                self.log.push(order(o.seq - 1, *rid, o.quantity));
+            }
+            self.acknowledged = self.log.len() as u64;
+        }
+
+        fn fish(&self) -> u64 {
+            self.node.table().stocks()[1].quantity
+        }
+    }
+
+    fn unavailable(r: &Result<TradeOutcome, Error>) -> bool {
+        matches!(r, Err(Error::Unavailable(_)))
+    }
+
+    #[test]
+    fn a_standby_answers_nothing_and_follows_the_leaders_log() {
+        let mut w = World::new((0..5).map(|n| order(n, 10 + u128::from(n), 2)).collect());
+        w.term(1, 2);
+        assert!(matches!(
+            w.ask(Request::Lookup("FishCo".into())),
+            Err(Error::Unavailable(_))
+        ));
+        assert!(unavailable(&w.trades(vec![trade(99, 1, 5)])[0]));
+        w.pass(1000);
+        assert_eq!(w.node.state().role, Role::Standby);
+        assert_eq!((w.node.state().last_seq, w.node.state().confirmed), (5, 5));
+        assert_eq!(w.fish(), 90);
+        // More orders: it keeps following.
+        w.log.push(order(5, 15, 1));
+        w.acknowledged = 6;
+        w.pass(500);
+        assert_eq!((w.node.state().last_seq, w.fish()), (6, 89));
+    }
+
+    #[test]
+    fn a_new_primary_catches_up_before_it_serves_then_numbers_from_the_logs_end() {
+        let mut w = World::new((0..3).map(|n| order(n, 10 + u128::from(n), 2)).collect());
+        w.term(2, ME);
+        assert_eq!(w.node.state().role, Role::CatchingUp);
+        // The leader's first call starts the catching up and is answered `unavailable`
+        // (the reads it starts are answered at once here, so the next call is served).
+        assert!(unavailable(&w.trades(vec![trade(20, 1, 5)])[0]));
+        assert_eq!(w.node.state().role, Role::Primary);
+        assert_eq!(w.fish(), 94, "the log's three trades");
+        let r = w.trades(vec![trade(20, 1, 5), trade(21, 200, 5), trade(22, 3, 5)]);
+        assert!(matches!(r[1], Err(Error::InsufficientQuantity { .. })));
+        assert_eq!(r[0].as_ref().unwrap().seq, 4);
+        assert_eq!(r[2].as_ref().unwrap().seq, 5);
+        assert!(w.invalidated > 0, "durable trades are pushed");
+        assert!(matches!(
+            w.ask(Request::Lookup("FishCo".into())),
+            Ok(Response::Stock(s)) if s.quantity == 90
+        ));
+        // An older leader is fenced; a newer one makes it catch up again.
+        let old = w.ask(Request::Trades {
+            leader: 2,
+            epoch: 4,
+            log_end: 3,
+            trades: vec![trade(30, 1, 4)],
+        });
+        assert!(
+            matches!(old, Ok(Response::Traded(r)) if matches!(r[0], Err(Error::Fenced { .. })))
+        );
+        w.leader_epoch = 6;
+        w.record(&[r[0].clone(), r[2].clone()], &[20, 22]);
+        let since = w.ask(Request::TradesSince {
+            leader: LEADER,
+            epoch: 6,
+            log_end: 5,
+            after: 3,
+            limit: 10,
+        });
+        assert!(matches!(since, Err(Error::Unavailable(_))), "{since:?}");
+        assert_eq!(
+            w.node.state().role,
+            Role::Primary,
+            "caught up again at once here"
+        );
+    }
+
+    #[test]
+    fn a_deposed_primary_drops_what_no_log_recorded_and_follows() {
+        let mut w = World::new((0..2).map(|n| order(n, 10 + u128::from(n), 2)).collect());
+        w.term(2, ME);
+        w.trades(vec![trade(20, 1, 5)]);
+        let r = w.trades(vec![trade(20, 1, 5), trade(21, 1, 5)]);
+        w.record(&r[..1], &[20]);
+        assert_eq!(
+            w.node.state().last_seq,
+            4,
+            "trade 4 (request 21) was never recorded"
+        );
+        // Another catalog became primary and sequenced order 3 differently.
+        w.term(3, 2);
+        w.log.push(order(3, 40, 7));
+        w.acknowledged = 4;
+        w.pass(500);
+        assert_eq!(w.node.state().role, Role::Standby);
+        assert_eq!(w.node.state().last_seq, 4);
+        assert_eq!(w.node.table().rid_at(4), Some(RequestId(40)));
+        assert_eq!(w.fish(), 100 - 2 - 2 - 1 - 7);
+        assert!(w.journal.contains(&JournalEntry::Rollback { to: 3 }));
+    }
+
+    #[test]
+    fn terms_are_kept_and_older_ones_refused_and_the_journal_replays() {
+        let mut w = World::new((0..4).map(|n| order(n, 10 + u128::from(n), 1)).collect());
+        w.term(3, 2);
+        assert!(matches!(
+            w.ask(Request::Term(CatalogTerm {
+                epoch: 2,
+                primary: Some(ME)
+            })),
+            Err(Error::Fenced { .. })
+        ));
+        assert!(
+            matches!(
+                w.ask(Request::Term(CatalogTerm {
+                    epoch: 3,
+                    primary: Some(ME)
+                })),
+                Err(Error::Fenced { .. })
+            ),
+            "one primary per catalog epoch"
+        );
+        w.term(3, 2);
+        w.pass(500);
+        // A restart: the journal rebuilds the table, the term and the confirmed point.
+        let mut again = Catalog::new(&seeds(), 100).unwrap();
+        for e in w.journal.clone() {
+            again.replay(e).unwrap();
+        }
+        assert_eq!(again.stocks(), w.node.table().stocks());
+        assert_eq!(again.term(), w.node.table().term());
+        assert_eq!(again.confirmed(), 4);
+    }
+}
