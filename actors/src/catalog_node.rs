@@ -18,8 +18,7 @@
 
 use crate::catalog::{Accepted, Catalog, JournalEntry};
 use crate::catalog_follow::{follow, Stall};
-use crate::orderlog::Order;
-use crate::replication::{CatalogTerm, Envelope, Millis, NodeId};
+use crate::replication::{CatalogTerm, Envelope, Millis, NodeId, OrdersPage, ReadOrders};
 use crate::types::Epoch;
 use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
 use crate::wire::frontend::Stock;
@@ -39,30 +38,6 @@ pub struct Config {
     pub page: usize,
     /// A read not answered within this long is given up.
     pub read_timeout: Millis,
-}
-
-/// What a catalog asks a replica: the orders from `from` on, at most `limit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadOrders {
-    /// First order number.
-    pub from: u64,
-    /// At most this many.
-    pub limit: usize,
-}
-
-/// A replica's answer to `ReadOrders`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OrdersPage {
-    /// The orders, consecutive from the asked number (fewer at the log's end).
-    pub orders: Vec<Order>,
-    /// The replica's next order number.
-    pub log_end: u64,
-    /// Orders below this number are acknowledged (0 unless it leads).
-    pub acknowledged: u64,
-    /// The replica serves as leader.
-    pub leading: bool,
-    /// The epoch of its term.
-    pub epoch: Epoch,
 }
 
 /// How a catalog reports itself.
@@ -636,6 +611,7 @@ impl CatalogNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orderlog::Order;
     use crate::types::{RequestId, StockSeed, TradeKind};
 
     const ME: NodeId = 1;

@@ -390,6 +390,25 @@ fn rows() -> Vec<Row> {
             INTERNAL,
             REPLICA,
             "POST",
+            wire::ORDER_LOG,
+            vec![
+                ex(replica::ReadOrders {
+                    from: 0,
+                    limit: 100,
+                }),
+                ex(replica::OrdersPage {
+                    orders: vec![order.clone()],
+                    log_end: 1,
+                    acknowledged: 1,
+                    leading: true,
+                    epoch: 1,
+                }),
+            ],
+        ),
+        row(
+            INTERNAL,
+            REPLICA,
+            "POST",
             wire::REPLICA_ORDER_READ,
             vec![ex(replica::ReadBatch {
                 numbers: vec![0, 1],

@@ -168,6 +168,32 @@ pub struct Fetched {
     pub last: Option<EntryId>,
 }
 
+/// What a catalog asks a replica (`POST /internal/v1/orders/log`): the orders from `from` on,
+/// at most `limit` (and at most half the body limit in bytes), whatever the replica's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadOrders {
+    /// First order number.
+    pub from: u64,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A replica's answer to `ReadOrders`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrdersPage {
+    /// The orders, consecutive from the asked number (fewer at the log's end).
+    pub orders: Vec<Order>,
+    /// The replica's next order number.
+    pub log_end: u64,
+    /// Orders below this number are acknowledged (0 unless it leads).
+    pub acknowledged: u64,
+    /// The replica serves as leader.
+    pub leading: bool,
+    /// The epoch of its term.
+    pub epoch: Epoch,
+}
+
 /// Everything a replica can be asked.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
@@ -183,6 +209,8 @@ pub enum Request {
     Append(Append),
     /// A peer taking over pulls orders.
     Fetch(Fetch),
+    /// A catalog reads the order log.
+    ReadOrders(ReadOrders),
 }
 
 impl Request {
@@ -195,6 +223,7 @@ impl Request {
             Request::Get(_) => "get",
             Request::Append(_) => "append",
             Request::Fetch(_) => "fetch",
+            Request::ReadOrders(_) => "read_orders",
         }
     }
 }
@@ -212,6 +241,8 @@ pub enum Response {
     Appended(Appended),
     /// To `Fetch`.
     Fetched(Fetched),
+    /// To `ReadOrders`.
+    Orders(OrdersPage),
 }
 
 /// Who asked, so that the answer finds its way back: the asker's node id and a number the

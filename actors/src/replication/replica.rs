@@ -683,6 +683,7 @@ impl Replica {
             Request::Get(n) => self.on_get(env, n),
             Request::Append(a) => self.on_append(env, a),
             Request::Fetch(f) => self.on_fetch(env, f),
+            Request::ReadOrders(r) => self.on_read_orders(env, r),
         }
     }
 
@@ -823,6 +824,22 @@ impl Replica {
             .checked_sub(1)
             .and_then(|n| self.log.id_at(n));
         self.respond(env, Ok(Response::Fetched(Fetched { orders, last })));
+    }
+
+    /// A catalog reads the log (any role answers; only a serving leader says `leading`, and
+    /// only it knows what is acknowledged): durable orders from `from` on.
+    fn on_read_orders(&mut self, env: Envelope, r: ReadOrders) {
+        let from = r.from.min(self.durable_len);
+        let limit = r.limit.clamp(1, self.cfg.max_batch_orders);
+        let orders = self.batch(from, self.durable_len, limit, self.cfg.max_batch_bytes);
+        let page = OrdersPage {
+            orders,
+            log_end: self.durable_len,
+            acknowledged: self.acknowledged().unwrap_or(0),
+            leading: matches!(self.phase, Phase::Leader(_)),
+            epoch: self.term.epoch,
+        };
+        self.respond(env, Ok(Response::Orders(page)));
     }
 
     /// Orders `from..end`, at most `limit` of them and `max_bytes` of lines (at least one).

@@ -95,6 +95,9 @@ pub const REPLICA_ORDER: &str = "/internal/v1/orders/{number}";
 pub const REPLICATE: &str = "/internal/v1/replicate";
 /// `POST` [`replica::Fetch`] → [`replica::Fetched`]: a replica taking over pulls orders.
 pub const FETCH: &str = "/internal/v1/fetch";
+/// `POST` [`replica::ReadOrders`] → [`replica::OrdersPage`]: a catalog reads the order log
+/// (catalog failover, `docs/catalog-failover.md`).
+pub const ORDER_LOG: &str = "/internal/v1/orders/log";
 
 // Launcher control API, used by the client tool.
 

@@ -3,7 +3,9 @@
 //! share one definition; this module names them where the other wire types live.
 
 pub use crate::orderlog::{EntryId, Order};
-pub use crate::replication::msg::{Append, Appended, Fetch, Fetched, ReplicaState, Role, Term};
+pub use crate::replication::msg::{
+    Append, Appended, Fetch, Fetched, OrdersPage, ReadOrders, ReplicaState, Role, Term,
+};
 use serde::{Deserialize, Serialize};
 
 /// The answer to `POST /internal/v1/term`.

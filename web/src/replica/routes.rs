@@ -8,7 +8,8 @@
 //! - `POST /internal/v1/orders/read` `{numbers: [...]}`: read several, each answered on its own;
 //! - `GET  /internal/v1/orders/{n}`: one order (leader only; 503 while it is not here yet);
 //! - `POST /internal/v1/replicate` `{term, prev, orders, leader_last}`: a leader's batch;
-//! - `POST /internal/v1/fetch` `{after, limit, max_bytes}`: a peer taking over pulls orders.
+//! - `POST /internal/v1/fetch` `{after, limit, max_bytes}`: a peer taking over pulls orders;
+//! - `POST /internal/v1/orders/log` `{from, limit}`: a catalog reads the log.
 
 use super::driver::{Ask, ReplicaDriver};
 use crate::error::{ApiError, ApiResult};
@@ -16,7 +17,9 @@ use crate::http::{self, ok, resource};
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use std::time::Duration;
-use tradenet_actors::replication::{Append, Fetch, PlaceOrder, Request, Response, Term};
+use tradenet_actors::replication::{
+    Append, Fetch, PlaceOrder, ReadOrders, Request, Response, Term,
+};
 use tradenet_actors::wire;
 use tradenet_actors::wire::replica::{
     OrderResult, OrderResults, PlaceBatch, ReadBatch, MAX_PLACE_BATCH,
@@ -35,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // Before `/orders/{number}`, which would otherwise take the path (and answer 405).
         .service(resource(wire::REPLICA_ORDER_BATCH, "POST").route(web::post().to(place_batch)))
         .service(resource(wire::REPLICA_ORDER_READ, "POST").route(web::post().to(read_batch)))
+        .service(resource(wire::ORDER_LOG, "POST").route(web::post().to(read_orders)))
         .service(resource(wire::REPLICA_ORDER, "GET").route(web::get().to(get_order)))
         .service(resource(wire::REPLICATE, "POST").route(web::post().to(replicate)))
         .service(resource(wire::FETCH, "POST").route(web::post().to(fetch)));
@@ -54,6 +58,7 @@ async fn ask(driver: &Addr<ReplicaDriver>, request: Request) -> ApiResult<HttpRe
         Response::Order(o) => ok(o),
         Response::Appended(a) => ok(a),
         Response::Fetched(f) => ok(f),
+        Response::Orders(p) => ok(p),
     })
 }
 
@@ -131,6 +136,13 @@ async fn replicate(
     body: web::Json<Append>,
 ) -> ApiResult<HttpResponse> {
     ask(&d, Request::Append(body.into_inner())).await
+}
+
+async fn read_orders(
+    d: web::Data<Addr<ReplicaDriver>>,
+    body: web::Json<ReadOrders>,
+) -> ApiResult<HttpResponse> {
+    ask(&d, Request::ReadOrders(body.into_inner())).await
 }
 
 async fn fetch(

@@ -18,6 +18,7 @@ mod leadership;
 mod metrics;
 mod netns;
 mod openapi;
+mod order_log;
 mod orders;
 mod partition;
 mod staleness;
