@@ -115,13 +115,14 @@ pub fn follow(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::catalog::Accepted;
     use crate::types::{RequestId, StockSeed, TradeKind};
     use crate::wire::catalog::TradeRequest;
 
-    fn seeds() -> Vec<StockSeed> {
+    /// Two stocks of 100 (also the catalog node's tests').
+    pub(crate) fn seeds() -> Vec<StockSeed> {
         ["GameStart", "FishCo"]
             .iter()
             .map(|n| StockSeed {

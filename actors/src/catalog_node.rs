@@ -611,22 +611,12 @@ impl CatalogNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog_follow::tests::seeds;
     use crate::orderlog::Order;
-    use crate::types::{RequestId, StockSeed, TradeKind};
+    use crate::types::{RequestId, TradeKind};
 
     const ME: NodeId = 1;
     const LEADER: NodeId = 3;
-
-    fn seeds() -> Vec<StockSeed> {
-        ["GameStart", "FishCo"]
-            .iter()
-            .map(|n| StockSeed {
-                name: n.to_string(),
-                price: 1.0,
-                quantity: 100,
-            })
-            .collect()
-    }
 
     fn order(number: u64, rid: u128, quantity: u64) -> Order {
         Order {
