@@ -76,7 +76,7 @@ fn answer(effects: &[Effect], to: Envelope) -> Option<Result<Response, Error>> {
 /// The id of the first catalog call among `effects` that `is` accepts.
 fn catalog_call(effects: &[Effect], is: impl Fn(&CatalogCall) -> bool) -> Option<u64> {
     effects.iter().find_map(|e| match e {
-        Effect::Catalog { id, call } if is(call) => Some(*id),
+        Effect::Catalog { id, call, .. } if is(call) => Some(*id),
         _ => None,
     })
 }
@@ -234,7 +234,8 @@ fn an_order_is_answered_once_durable_on_the_leader_and_the_followers_it_waits_fo
         .find_map(|e| match e {
             Effect::Catalog {
                 id,
-                call: CatalogCall::Trades(t),
+                call: CatalogCall::Trades { trades: t, .. },
+                ..
             } if t.len() == 1 && t[0].rid == RequestId(42) && t[0].epoch == 1 => Some(*id),
             _ => None,
         })
@@ -519,4 +520,136 @@ fn a_takeover_fenced_by_the_catalog_steps_down_and_reports_the_catalogs_epoch() 
         Some(1000),
         "and says what the catalog knows"
     );
+}
+
+/// Catalog failover, the leader's side (`docs/catalog-failover.md`): on a new catalog term the
+/// leader drops every call to the old primary, including an answer it holds but has not
+/// appended, and trades each order again at the new primary under the same request id; a late
+/// answer from the old primary is ignored; the clients get their numbers from the new one.
+#[test]
+fn a_new_catalog_term_moves_every_unrecorded_trade_to_the_new_primary() {
+    let (mut r, _) = Replica::new(config(3, &[]), OrderLog::default(), Term::default(), 0);
+    lead(&mut r, 1);
+    let client = |id| Envelope { from: 0, id };
+    let place = |rid: u128| {
+        Request::Place(PlaceOrder {
+            rid: RequestId(rid),
+            name: "FishCo".into(),
+            quantity: 1,
+            kind: TradeKind::Sell,
+        })
+    };
+    let trades_call = |fx: &[Effect]| -> Vec<(Option<u64>, u64, Vec<u128>, u64)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Catalog {
+                    to,
+                    id,
+                    call: CatalogCall::Trades { log_end, trades },
+                } => Some((*to, *id, trades.iter().map(|t| t.rid.0).collect(), *log_end)),
+                _ => None,
+            })
+            .collect()
+    };
+    let a = trades_call(&step(&mut r, 3, Event::Request(client(10), place(1))));
+    let b = trades_call(&step(&mut r, 3, Event::Request(client(11), place(2))));
+    let c = trades_call(&step(&mut r, 3, Event::Request(client(12), place(3))));
+    assert_eq!(
+        (a.len(), b.len(), c.len()),
+        (1, 1, 0),
+        "two calls out, the third waits"
+    );
+    assert_eq!(a[0].0, None, "the one catalog of the default term");
+    let outcome = |seq| {
+        Ok(TradeOutcome {
+            seq,
+            name: "FishCo".into(),
+            kind: TradeKind::Sell,
+            quantity: 1,
+            price: 1.0,
+        })
+    };
+    // The old primary answers B as trade 2; it waits behind A's number 0.
+    let fx = step(
+        &mut r,
+        4,
+        Event::CatalogReply {
+            id: b[0].1,
+            result: Ok(CatalogAnswer::Traded(vec![outcome(2)])),
+        },
+    );
+    assert!(answer(&fx, client(11)).is_none());
+    // A new primary: catalog 2.
+    let new_term = tradenet_actors::replication::CatalogTerm {
+        epoch: 1,
+        primary: Some(2),
+    };
+    let fx = step(
+        &mut r,
+        5,
+        Event::Request(CLIENT, Request::CatalogTerm(new_term)),
+    );
+    assert_eq!(answer(&fx, CLIENT), Some(Ok(Response::TermAccepted)));
+    assert_eq!(r.catalog_term(), new_term);
+    let again = trades_call(&fx);
+    assert_eq!(again.len(), 1, "one call to the new primary: {fx:?}");
+    let (to, id, mut rids, log_end) = again[0].clone();
+    rids.sort();
+    assert_eq!((to, rids, log_end), (Some(2), vec![1, 2, 3], 0));
+    // The old primary's late answer for A changes nothing.
+    let fx = step(
+        &mut r,
+        6,
+        Event::CatalogReply {
+            id: a[0].1,
+            result: Ok(CatalogAnswer::Traded(vec![outcome(1)])),
+        },
+    );
+    assert!(
+        fx.iter().all(|e| !matches!(e, Effect::Respond { .. })),
+        "{fx:?}"
+    );
+    assert_eq!(r.log().next_number(), 0);
+    // The new primary numbers them; each client gets its own.
+    let order_of: Vec<u128> = again[0].2.clone();
+    let answers = order_of
+        .iter()
+        .enumerate()
+        .map(|(i, _)| outcome(i as u64 + 1))
+        .collect();
+    let fx = step(
+        &mut r,
+        7,
+        Event::CatalogReply {
+            id,
+            result: Ok(CatalogAnswer::Traded(answers)),
+        },
+    );
+    for (i, rid) in order_of.iter().enumerate() {
+        let env = client(9 + *rid as u64);
+        match answer(&fx, env) {
+            Some(Ok(Response::Order(o))) => {
+                assert_eq!((o.number, o.rid), (i as u64, RequestId(*rid)));
+            }
+            other => panic!("request {rid}: {other:?}"),
+        }
+    }
+    assert_eq!(r.log().next_number(), 3);
+    // An older catalog term, or a second primary in the same epoch, is refused.
+    for t in [
+        tradenet_actors::replication::CatalogTerm {
+            epoch: 0,
+            primary: None,
+        },
+        tradenet_actors::replication::CatalogTerm {
+            epoch: 1,
+            primary: Some(1),
+        },
+    ] {
+        let fx = step(&mut r, 8, Event::Request(CLIENT, Request::CatalogTerm(t)));
+        assert!(matches!(
+            answer(&fx, CLIENT),
+            Some(Err(Error::Fenced { .. }))
+        ));
+    }
 }

@@ -238,7 +238,10 @@ fn rows() -> Vec<Row> {
             "POST",
             wire::TRADE_BATCH,
             vec![
-                ex(TradeBatch { trades: vec![] }),
+                ex(TradeBatch {
+                    trades: vec![],
+                    log_end: 0,
+                }),
                 ex(TradeResult::Ok(TradeOutcome {
                     seq: 2,
                     name: "GameStart".into(),
@@ -264,6 +267,7 @@ fn rows() -> Vec<Row> {
                     after: 0,
                     epoch: 2,
                     limit: 100,
+                    log_end: 3,
                 }),
                 ex(TradesPage {
                     trades: vec![record.clone()],

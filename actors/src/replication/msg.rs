@@ -211,6 +211,8 @@ pub enum Request {
     Fetch(Fetch),
     /// A catalog reads the order log.
     ReadOrders(ReadOrders),
+    /// The supervisor announces which catalog is primary.
+    CatalogTerm(CatalogTerm),
 }
 
 impl Request {
@@ -224,6 +226,7 @@ impl Request {
             Request::Append(_) => "append",
             Request::Fetch(_) => "fetch",
             Request::ReadOrders(_) => "read_orders",
+            Request::CatalogTerm(_) => "catalog_term",
         }
     }
 }
@@ -260,7 +263,13 @@ pub struct Envelope {
 pub enum CatalogCall {
     /// `POST /internal/v1/trades`: apply each trade under its request id, fenced by epoch, in
     /// one call (at most `MAX_TRADE_BATCH`); each keeps its own answer.
-    Trades(Vec<TradeRequest>),
+    Trades {
+        /// The leader's next order number: a primary catalog that took over serves the leader
+        /// only once its table holds that leader's log up to here (`docs/catalog-failover.md`).
+        log_end: u64,
+        /// The trades.
+        trades: Vec<TradeRequest>,
+    },
     /// `POST /internal/v1/trades/since`: durable trades after `after`; raises the catalog's
     /// fencing epoch to `epoch` first.
     TradesSince {
@@ -270,6 +279,8 @@ pub enum CatalogCall {
         epoch: Epoch,
         /// At most this many trades.
         limit: usize,
+        /// The leader's next order number, as for `Trades`.
+        log_end: u64,
     },
     /// `GET /internal/v1/hello`: is the catalog there (every heartbeat, from every replica)?
     Ping,

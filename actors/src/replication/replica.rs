@@ -178,6 +178,8 @@ pub enum Effect {
     },
     /// Call the catalog; its answer comes back as `Event::CatalogReply` with this id.
     Catalog {
+        /// The primary catalog of the replica's catalog term (`None`: the one catalog).
+        to: Option<NodeId>,
         /// Our number for it.
         id: u64,
         /// The call.
@@ -245,6 +247,8 @@ struct Trading {
     id: Option<u64>,
     sent_at: Millis,
     waiting: Vec<Envelope>,
+    /// The trade, to send again at a new primary catalog.
+    req: TradeRequest,
 }
 
 /// Trade calls to the catalog in flight at once: under load, the trades that arrive while
@@ -380,6 +384,8 @@ pub struct Replica {
     catalog_heard: Option<Millis>,
     /// The newest epoch the catalog fenced us with.
     catalog_epoch: Option<Epoch>,
+    /// Which catalog is primary, as the supervisor announced it (default: the one catalog).
+    catalog_term: CatalogTerm,
     /// The catalog ping in flight: (call id, sent at); the next one is due at `ping_due`.
     ping: Option<(u64, Millis)>,
     ping_due: Millis,
@@ -411,6 +417,7 @@ impl Replica {
             leader_probe_due: now,
             catalog_heard: None,
             catalog_epoch: None,
+            catalog_term: CatalogTerm::default(),
             ping: None,
             ping_due: now,
             out: Vec::new(),
@@ -576,7 +583,11 @@ impl Replica {
     fn call_catalog(&mut self, call: CatalogCall) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.out.push(Effect::Catalog { id, call });
+        self.out.push(Effect::Catalog {
+            to: self.catalog_term.primary,
+            id,
+            call,
+        });
         id
     }
 
@@ -684,6 +695,7 @@ impl Replica {
             Request::Append(a) => self.on_append(env, a),
             Request::Fetch(f) => self.on_fetch(env, f),
             Request::ReadOrders(r) => self.on_read_orders(env, r),
+            Request::CatalogTerm(t) => self.on_catalog_term(env, t),
         }
     }
 
@@ -826,6 +838,89 @@ impl Replica {
         self.respond(env, Ok(Response::Fetched(Fetched { orders, last })));
     }
 
+    /// The catalog term the supervisor announces. A new one means a new primary catalog: every
+    /// call to the old one is abandoned (its answers are dropped when they come), and every
+    /// trade it was asked for or answered but not yet appended goes to the new primary under
+    /// the same request id, so a client sees latency, not an error, and no order is recorded
+    /// from a catalog that is no longer primary.
+    fn on_catalog_term(&mut self, env: Envelope, t: CatalogTerm) {
+        let known = self.catalog_term;
+        let second_primary = t.epoch == known.epoch && t.primary != known.primary && t.epoch > 0;
+        if t.epoch > MAX_EPOCH || t.epoch < known.epoch || second_primary {
+            return self.respond(
+                env,
+                Err(Error::Fenced {
+                    got: t.epoch,
+                    known: known.epoch,
+                }),
+            );
+        }
+        if t != known {
+            log::info!(
+                "replica {}: catalog epoch {}, primary catalog {:?}",
+                self.cfg.id,
+                t.epoch,
+                t.primary
+            );
+            self.catalog_term = t;
+            self.abandon_catalog_calls();
+        }
+        self.respond(env, Ok(Response::TermAccepted));
+        self.send_trades();
+    }
+
+    /// Drops every catalog call in flight; trades go back to the queue (see `on_catalog_term`).
+    fn abandon_catalog_calls(&mut self) {
+        self.ping = None;
+        match &mut self.phase {
+            Phase::TakingOver(t) => {
+                if let TakeoverStep::Reconcile { inflight } = &mut t.step {
+                    *inflight = None;
+                }
+            }
+            Phase::Leader(l) => {
+                l.calls.clear();
+                l.filling = None;
+                let mut again: Vec<TradeRequest> = Vec::new();
+                for t in l.trading.values_mut() {
+                    if t.id.take().is_some() {
+                        again.push(t.req.clone());
+                    }
+                }
+                // Answers from the old primary not appended yet: traded again, same request id.
+                for (n, o) in std::mem::take(&mut l.held) {
+                    let req = TradeRequest {
+                        rid: o.rid,
+                        name: o.name,
+                        kind: o.kind,
+                        quantity: o.quantity,
+                        epoch: l.epoch,
+                    };
+                    let waiting = l.waiting.remove(&n).unwrap_or_default();
+                    again.push(req.clone());
+                    l.trading.insert(
+                        o.rid,
+                        Trading {
+                            id: None,
+                            sent_at: self.now,
+                            waiting,
+                            req,
+                        },
+                    );
+                }
+                l.gap_since = None;
+                again.append(&mut l.queued);
+                l.queued = again;
+            }
+            Phase::Recovering { .. } | Phase::Follower => {}
+        }
+    }
+
+    /// The catalog term this replica holds.
+    pub fn catalog_term(&self) -> CatalogTerm {
+        self.catalog_term
+    }
+
     /// A catalog reads the log (any role answers; only a serving leader says `leading`, and
     /// only it knows what is acknowledged): durable orders from `from` on.
     fn on_read_orders(&mut self, env: Envelope, r: ReadOrders) {
@@ -898,6 +993,7 @@ impl Replica {
             after: self.log.next_number(),
             epoch,
             limit: self.cfg.max_batch_orders,
+            log_end: self.log.next_number(),
         });
         if let Phase::Leader(l) = &mut self.phase {
             l.filling = Some((id, now));
@@ -981,19 +1077,21 @@ impl Replica {
             o.rid
         };
         let epoch = l.epoch;
-        l.queued.push(TradeRequest {
+        let req = TradeRequest {
             rid,
             name: o.name,
             kind: o.kind,
             quantity: o.quantity,
             epoch,
-        });
+        };
+        l.queued.push(req.clone());
         l.trading.insert(
             rid,
             Trading {
                 id: None,
                 sent_at: self.now,
                 waiting: vec![env],
+                req,
             },
         );
         self.send_trades();
@@ -1012,7 +1110,11 @@ impl Replica {
             let take = l.queued.len().min(MAX_TRADE_BATCH);
             let batch: Vec<TradeRequest> = l.queued.drain(..take).collect();
             let rids: Vec<RequestId> = batch.iter().map(|t| t.rid).collect();
-            let id = self.call_catalog(CatalogCall::Trades(batch));
+            let log_end = self.log.next_number();
+            let id = self.call_catalog(CatalogCall::Trades {
+                log_end,
+                trades: batch,
+            });
             let Phase::Leader(l) = &mut self.phase else {
                 unreachable!("still leading")
             };
@@ -1465,6 +1567,7 @@ impl Replica {
             after: self.log.next_number(),
             epoch,
             limit: self.cfg.max_batch_orders,
+            log_end: self.log.next_number(),
         });
         let now = self.now;
         if let Phase::TakingOver(t) = &mut self.phase {

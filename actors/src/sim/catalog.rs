@@ -44,13 +44,14 @@ impl CatalogModel {
     pub fn call(&mut self, call: CatalogCall) -> Result<CatalogAnswer, Error> {
         match call {
             CatalogCall::Ping => Ok(CatalogAnswer::Pong),
-            CatalogCall::Trades(reqs) => Ok(CatalogAnswer::Traded(
+            CatalogCall::Trades { trades: reqs, .. } => Ok(CatalogAnswer::Traded(
                 reqs.into_iter().map(|req| self.trade(req)).collect(),
             )),
             CatalogCall::TradesSince {
                 after,
                 epoch,
                 limit,
+                ..
             } => {
                 self.observe(epoch)?;
                 let start = (after as usize).min(self.journal.len());

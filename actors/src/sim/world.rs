@@ -388,8 +388,10 @@ impl World {
                     return;
                 }
                 let result = self.catalog.call(call.clone());
-                if let (Ok(CatalogAnswer::Traded(results)), CatalogCall::Trades(reqs)) =
-                    (&result, &call)
+                if let (
+                    Ok(CatalogAnswer::Traded(results)),
+                    CatalogCall::Trades { trades: reqs, .. },
+                ) = (&result, &call)
                 {
                     for (req, t) in reqs.iter().zip(results) {
                         if let Ok(t) = t {
@@ -555,7 +557,7 @@ impl World {
                     }
                     self.send(id, to.from, Net::Reply(to.id, result))
                 }
-                Effect::Catalog { id: cid, call } => {
+                Effect::Catalog { id: cid, call, .. } => {
                     self.send(id, CATALOG, Net::Catalog(cid, call))
                 }
                 Effect::Write(w) => {

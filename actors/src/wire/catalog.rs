@@ -48,6 +48,9 @@ pub struct TradeOutcome {
 pub struct TradeBatch {
     /// The trades, in the order they are applied.
     pub trades: Vec<TradeRequest>,
+    /// The leader's next order number, as in [`TradesSince`].
+    #[serde(default)]
+    pub log_end: u64,
 }
 
 /// One trade's answer in a [`TradeResults`]: its outcome, or the error object a single trade
@@ -137,6 +140,10 @@ pub struct TradesSince {
     /// At most this many ([`DEFAULT_TRADES_LIMIT`] when absent; the catalog clamps it).
     #[serde(default = "default_trades_limit")]
     pub limit: usize,
+    /// The leader's next order number (catalog failover: a primary serves a leader only once
+    /// it holds that leader's log up to here; one catalog alone ignores it).
+    #[serde(default)]
+    pub log_end: u64,
 }
 
 /// The answer to [`TradesSince`]: a page of the catalog's trade window.

@@ -129,7 +129,9 @@ impl ReplicaDriver {
                     },
                 ));
             }
-            Effect::Catalog { id, call } => {
+            // One catalog for now: `to` names the primary of a catalog group
+            // (docs/catalog-failover.md), which the configuration cannot list yet.
+            Effect::Catalog { id, call, .. } => {
                 let client = self.client.clone();
                 let base = self.cfg.catalog_url.clone();
                 ctx.spawn(call_catalog(client, base, call).into_actor(self).map(
@@ -222,9 +224,9 @@ async fn call_catalog(
     call: CatalogCall,
 ) -> Result<CatalogAnswer, Error> {
     match call {
-        CatalogCall::Trades(trades) => {
+        CatalogCall::Trades { log_end, trades } => {
             let url = format!("{base}{}", wire::TRADE_BATCH);
-            let body = TradeBatch { trades };
+            let body = TradeBatch { trades, log_end };
             as_heard(http::post_heard::<_, TradeResults>(&client, &url, &body).await).map(|r| {
                 CatalogAnswer::Traded(
                     r.results
@@ -246,12 +248,14 @@ async fn call_catalog(
             after,
             epoch,
             limit,
+            log_end,
         } => {
             let url = format!("{base}{}", wire::TRADES_SINCE);
             let body = TradesSince {
                 after,
                 epoch,
                 limit,
+                log_end,
             };
             as_heard(http::post_heard::<_, TradesPage>(&client, &url, &body).await).map(|p| {
                 CatalogAnswer::Trades {

@@ -113,6 +113,7 @@ fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_r
         after: 0,
         epoch: 0,
         limit: 100_000,
+        log_end: 0,
     };
     let (_, page) = post(&addr, wire::TRADES_SINCE, &since, &[]);
     let trades = data::<TradesPage>(&page).trades;
@@ -204,6 +205,7 @@ fn a_batch_of_trades_answers_each_as_if_alone_and_applies_each_once() {
             t(3, "FishCo", TradeKind::Buy, 5000),
             t(4, "FishCo", TradeKind::Sell, 2),
         ],
+        log_end: 0,
     };
     let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
     assert_eq!(status, 200, "{body}");
@@ -243,6 +245,7 @@ fn a_batch_of_trades_answers_each_as_if_alone_and_applies_each_once() {
             trades: (0..size)
                 .map(|n| t(2000 + n, "GameStart", TradeKind::Sell, 1))
                 .collect(),
+            log_end: 0,
         };
         let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
         assert_eq!(status, 400, "a batch of {size}: {body}");
