@@ -92,6 +92,7 @@ fn state(id: u64, last: Option<EntryId>, t: Term) -> Response {
         leader_silence_ms: None,
         catalog_silence_ms: Some(120),
         catalog_epoch: None,
+        catalog_term: Default::default(),
     })
 }
 

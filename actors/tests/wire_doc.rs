@@ -133,6 +133,7 @@ fn rows() -> Vec<Row> {
         leader_silence_ms: None,
         catalog_silence_ms: Some(120),
         catalog_epoch: None,
+        catalog_term: Default::default(),
     };
     let link = CatalogLinkStatus {
         subscriber: "5f0c".into(),
@@ -388,6 +389,19 @@ fn rows() -> Vec<Row> {
                         "replica 2 is follower, not serving as leader",
                     ))],
                 }),
+            ],
+        ),
+        row(
+            INTERNAL,
+            REPLICA,
+            "POST",
+            wire::CATALOG_TERM,
+            vec![
+                ex(replica::CatalogTerm {
+                    epoch: 2,
+                    primary: Some(2),
+                }),
+                ex(replica::Accepted { accepted: true }),
             ],
         ),
         row(

@@ -632,6 +632,7 @@ mod tests {
             leader_silence_ms: None,
             catalog_silence_ms: None,
             catalog_epoch: None,
+            catalog_term: Default::default(),
         };
         let mut snap = driver::MachineSnapshot {
             state: state(Role::Leader),

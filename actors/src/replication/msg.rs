@@ -121,6 +121,9 @@ pub struct ReplicaState {
     /// new epochs above it, so a catalog that saw a newer epoch cannot stall elections.
     #[serde(default)]
     pub catalog_epoch: Option<u64>,
+    /// The catalog term it holds (catalog failover; the default with one catalog).
+    #[serde(default)]
+    pub catalog_term: CatalogTerm,
 }
 
 /// A batch from the leader (`POST /internal/v1/replicate`).

@@ -500,6 +500,7 @@ impl Replica {
             },
             catalog_silence_ms: self.catalog_heard.map(|t| self.now.saturating_sub(t)),
             catalog_epoch: self.catalog_epoch,
+            catalog_term: self.catalog_term,
         }
     }
 

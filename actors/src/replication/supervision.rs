@@ -576,6 +576,7 @@ mod tests {
             leader_silence_ms: None,
             catalog_silence_ms: Some(10),
             catalog_epoch: fenced,
+            catalog_term: Default::default(),
         };
         // Replica 3 was fenced by the catalog with epoch 1,000 and stepped down.
         let mut sup = Supervision::new(&[1, 2, 3], 300);

@@ -81,6 +81,9 @@ pub const INVALIDATE: &str = "/internal/v1/invalidate";
 pub const REPLICA_STATE: &str = "/internal/v1/state";
 /// `POST` [`replica::Term`] → [`replica::Accepted`]: accept a new term.
 pub const TERM: &str = "/internal/v1/term";
+/// `POST` [`replica::CatalogTerm`] → [`replica::Accepted`]: which catalog is primary
+/// (catalog failover, `docs/catalog-failover.md`).
+pub const CATALOG_TERM: &str = "/internal/v1/catalog-term";
 /// `POST` [`frontend::PlaceOrder`] → [`crate::orderlog::Order`]: place an order at the leader.
 pub const REPLICA_ORDERS: &str = "/internal/v1/orders";
 /// `POST` [`replica::PlaceBatch`] → [`replica::OrderResults`]: several orders in one call, each

@@ -4,7 +4,7 @@
 
 pub use crate::orderlog::{EntryId, Order};
 pub use crate::replication::msg::{
-    Append, Appended, Fetch, Fetched, OrdersPage, ReadOrders, ReplicaState, Role, Term,
+    Append, Appended, CatalogTerm, Fetch, Fetched, OrdersPage, ReadOrders, ReplicaState, Role, Term,
 };
 use serde::{Deserialize, Serialize};
 

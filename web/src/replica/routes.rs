@@ -3,6 +3,7 @@
 //!
 //! - `GET  /internal/v1/state` (also `/status`): the heartbeat answer;
 //! - `POST /internal/v1/term` `{epoch, leader}`: accept a term (older is 409 fenced);
+//! - `POST /internal/v1/catalog-term` `{epoch, primary}`: which catalog is primary;
 //! - `POST /internal/v1/orders` `{rid, name, type, quantity}`: place an order (leader only);
 //! - `POST /internal/v1/orders/batch` `{orders: [...]}`: place several, each answered on its own;
 //! - `POST /internal/v1/orders/read` `{numbers: [...]}`: read several, each answered on its own;
@@ -18,7 +19,7 @@ use actix::Addr;
 use actix_web::{web, HttpResponse};
 use std::time::Duration;
 use tradenet_actors::replication::{
-    Append, Fetch, PlaceOrder, ReadOrders, Request, Response, Term,
+    Append, CatalogTerm, Fetch, PlaceOrder, ReadOrders, Request, Response, Term,
 };
 use tradenet_actors::wire;
 use tradenet_actors::wire::replica::{
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(wire::STATUS, "GET").route(web::get().to(state)))
         .service(resource(wire::REPLICA_STATE, "GET").route(web::get().to(state)))
         .service(resource(wire::TERM, "POST").route(web::post().to(term)))
+        .service(resource(wire::CATALOG_TERM, "POST").route(web::post().to(catalog_term)))
         .service(resource(wire::REPLICA_ORDERS, "POST").route(web::post().to(place)))
         // Before `/orders/{number}`, which would otherwise take the path (and answer 405).
         .service(resource(wire::REPLICA_ORDER_BATCH, "POST").route(web::post().to(place_batch)))
@@ -68,6 +70,13 @@ async fn state(d: web::Data<Addr<ReplicaDriver>>) -> ApiResult<HttpResponse> {
 
 async fn term(d: web::Data<Addr<ReplicaDriver>>, body: web::Json<Term>) -> ApiResult<HttpResponse> {
     ask(&d, Request::Term(body.into_inner())).await
+}
+
+async fn catalog_term(
+    d: web::Data<Addr<ReplicaDriver>>,
+    body: web::Json<CatalogTerm>,
+) -> ApiResult<HttpResponse> {
+    ask(&d, Request::CatalogTerm(body.into_inner())).await
 }
 
 async fn place(

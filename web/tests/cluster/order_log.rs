@@ -113,3 +113,28 @@ fn a_catalog_reads_the_log_from_any_replica_and_follows_it_to_the_catalogs_table
         );
     }
 }
+
+/// `POST /internal/v1/catalog-term` on a replica: held and reported in its state, an older
+/// epoch or a second primary in one epoch fenced (409); with one catalog running, the driver
+/// still calls it, and trading goes on.
+#[test]
+fn a_replica_holds_the_catalog_term_and_fences_older_ones() {
+    let c = Cluster::up(Opts::default());
+    let leader = c.wait_leader();
+    let at = &c.replicas[&leader];
+    let term = CatalogTerm {
+        epoch: 3,
+        primary: Some(1),
+    };
+    let (status, body) = post(at, wire::CATALOG_TERM, &term, &[]);
+    assert_eq!(status, 200, "{body}");
+    let (_, state) = get(at, wire::REPLICA_STATE);
+    let state: tradenet_actors::wire::replica::ReplicaState = data(&state);
+    assert_eq!(state.catalog_term, term);
+    for (epoch, primary) in [(2, Some(1)), (3, Some(2))] {
+        let (status, body) = post(at, wire::CATALOG_TERM, &CatalogTerm { epoch, primary }, &[]);
+        assert_eq!(status, 409, "epoch {epoch}, primary {primary:?}: {body}");
+    }
+    let (status, body) = order(&c.frontend, "GameStart", TradeKind::Buy, 1);
+    assert_eq!(status, 200, "{body}");
+}
