@@ -295,12 +295,9 @@ impl CatalogNode {
 
     /// Answers once every journal line written so far is durable.
     fn respond_when_durable(&mut self, to: Envelope, w: Waiting) {
-        let ticket = self.ticket;
-        if ticket <= self.durable_ticket {
-            self.waiting.push((ticket, to, w));
+        self.waiting.push((self.ticket, to, w));
+        if self.ticket <= self.durable_ticket {
             self.release();
-        } else {
-            self.waiting.push((ticket, to, w));
         }
     }
 

@@ -34,9 +34,9 @@ pub const MAX_BATCH_BYTES: usize = 48 * 1024;
 /// One kind of batched call: what an item is, what it is answered with, and the call.
 pub trait Kind: Unpin + 'static {
     /// What a request hands in.
-    type Item: Unpin + 'static;
+    type Item: Unpin + Send + 'static;
     /// What it gets back.
-    type Answer: Unpin + 'static;
+    type Answer: Unpin + Send + 'static;
     /// Most items a call carries (the receiver refuses more).
     const MAX_ITEMS: usize;
     /// An item's JSON size, over-estimated.
@@ -187,6 +187,19 @@ impl<K: Kind> Handler<Submit<K>> for Batcher<K> {
                 .unwrap_or_else(|_| Err(ApiError::unavailable("the batcher stopped")))
         })
     }
+}
+
+/// Hands `item` to `batcher` for the service at `base` and waits for its own answer (a
+/// batcher that stopped answers 503, as an unreachable service would).
+pub async fn submit<K: Kind>(
+    batcher: &Addr<Batcher<K>>,
+    base: String,
+    item: K::Item,
+) -> ApiResult<K::Answer> {
+    batcher
+        .send(Submit { base, item })
+        .await
+        .map_err(|e| ApiError::from(tradenet_actors::Error::from(e)))?
 }
 
 /// How many calls the batcher made and how many items they carried.

@@ -5,7 +5,7 @@
 //! The paths and bodies are `tradenet_actors::wire` (`wire::frontend`, and
 //! `wire::catalog::InvalidationBatch` for the catalog's push).
 
-use crate::batch::{self, Batcher, Submit};
+use crate::batch::{self, Batcher};
 use crate::catalog_link::{CatalogLink, LinkStatus};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
@@ -94,15 +94,8 @@ async fn lookup(
             Err(g) => generation = Some(g),
         }
     }
-    let stock: Stock = state
-        .batchers
-        .lookup
-        .send(Submit {
-            base: state.catalog_url.clone(),
-            item: name,
-        })
-        .await
-        .map_err(mailbox)??;
+    let stock: Stock =
+        batch::submit(&state.batchers.lookup, state.catalog_url.clone(), name).await?;
     if let (Some(cache), Some(generation)) = (&state.cache, generation) {
         if !state.fill_delay.is_zero() {
             tokio::time::sleep(state.fill_delay).await;
@@ -157,15 +150,7 @@ async fn place_order(
     let placed: Order = with_leader(&state, |leader| {
         let batcher = state.batchers.place.clone();
         let item = order.clone();
-        async move {
-            batcher
-                .send(Submit {
-                    base: leader.url,
-                    item,
-                })
-                .await
-                .map_err(mailbox)?
-        }
+        async move { batch::submit(&batcher, leader.url, item).await }
     })
     .await?;
     Ok(ok(OrderPlaced {
@@ -180,15 +165,7 @@ async fn get_order(
     let n = number.into_inner();
     let order: Order = with_leader(&state, |leader| {
         let batcher = state.batchers.read.clone();
-        async move {
-            batcher
-                .send(Submit {
-                    base: leader.url,
-                    item: n,
-                })
-                .await
-                .map_err(mailbox)?
-        }
+        async move { batch::submit(&batcher, leader.url, n).await }
     })
     .await?;
     Ok(ok(OrderView {
