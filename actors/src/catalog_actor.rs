@@ -102,6 +102,19 @@ impl LoadedCatalog {
         })
     }
 
+    /// The table, its journal's open file and path, and the snapshot's path, for a driver of
+    /// its own (`CatalogNode`'s, in a catalog group). The replayed journal is not folded into
+    /// a snapshot: the driver does that on its first durable batch.
+    pub fn into_parts(self) -> (Catalog, std::fs::File, PathBuf, PathBuf, Option<OnSync>) {
+        (
+            self.catalog,
+            self.file,
+            self.journal_path,
+            self.snapshot_path,
+            self.on_sync,
+        )
+    }
+
     /// Has the journal's writer thread report every group commit to `on_sync` (metrics).
     pub fn observe_syncs(mut self, on_sync: OnSync) -> LoadedCatalog {
         self.on_sync = Some(on_sync);

@@ -242,6 +242,7 @@ fn rows() -> Vec<Row> {
                 ex(TradeBatch {
                     trades: vec![],
                     log_end: 0,
+                    leader: Some(3),
                 }),
                 ex(TradeResult::Ok(TradeOutcome {
                     seq: 2,
@@ -269,6 +270,7 @@ fn rows() -> Vec<Row> {
                     epoch: 2,
                     limit: 100,
                     log_end: 3,
+                    leader: Some(3),
                 }),
                 ex(TradesPage {
                     trades: vec![record.clone()],
@@ -312,9 +314,48 @@ fn rows() -> Vec<Row> {
                 epoch: 2,
                 incarnation: 7,
                 last_trade: 1,
+                node: Some(CatalogState {
+                    id: 2,
+                    role: tradenet_actors::catalog_node::Role::Primary,
+                    term: replica::CatalogTerm {
+                        epoch: 4,
+                        primary: Some(2),
+                    },
+                    last_trade: 9,
+                    confirmed: 9,
+                }),
                 stocks: vec![stock()],
                 subscribers: vec!["5f0c".into()],
             })],
+        ),
+        row(
+            INTERNAL,
+            CATALOG,
+            "GET",
+            wire::CATALOG_STATE,
+            vec![ex(CatalogState {
+                id: 2,
+                role: tradenet_actors::catalog_node::Role::Primary,
+                term: replica::CatalogTerm {
+                    epoch: 4,
+                    primary: Some(2),
+                },
+                last_trade: 9,
+                confirmed: 9,
+            })],
+        ),
+        row(
+            INTERNAL,
+            CATALOG,
+            "POST",
+            wire::CATALOG_TERM,
+            vec![
+                ex(replica::CatalogTerm {
+                    epoch: 4,
+                    primary: Some(2),
+                }),
+                ex(replica::Accepted { accepted: true }),
+            ],
         ),
         row(
             INTERNAL,

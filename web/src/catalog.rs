@@ -4,6 +4,7 @@
 //! Its internal API is in `docs/internal-api.md`; the paths and bodies are
 //! `tradenet_actors::wire` (`wire::catalog` for the bodies).
 
+use crate::catalog_group::{Ask, GetState, GroupOptions, NodeDriver};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
@@ -13,8 +14,10 @@ use actix_web::{web, HttpResponse};
 use std::collections::HashMap;
 use std::time::Duration;
 use tradenet_actors::catalog_actor::{
-    CatalogActor, CatalogOptions, GetStatus, Invalidated, LoadedCatalog, Lookup, Trade, TradesAfter,
+    CatalogActor, CatalogOptions, GetStatus, Invalidated, LoadedCatalog, Lookup, TableStatus,
+    Trade, TradesAfter,
 };
+use tradenet_actors::catalog_node::{Request as NodeRequest, Response as NodeResponse};
 use tradenet_actors::types::validate_name;
 use tradenet_actors::wire;
 use tradenet_actors::wire::catalog::{
@@ -22,6 +25,9 @@ use tradenet_actors::wire::catalog::{
     LookupBatch, StockResult, StockResults, Subscribe, TradeBatch, TradeRequest, TradeResult,
     TradeResults, TradesSince, MAX_LOOKUP_BATCH,
 };
+use tradenet_actors::wire::catalog::{TradeOutcome, TradesPage};
+use tradenet_actors::wire::frontend::Stock;
+use tradenet_actors::wire::replica::{Accepted, CatalogTerm};
 
 struct Subscriber {
     url: String,
@@ -191,11 +197,149 @@ impl Handler<ListSubscribers> for Publisher {
     }
 }
 
+/// The table behind the handlers: one catalog's actor, or a catalog group member's node.
+#[derive(Clone)]
+pub enum Table {
+    /// One catalog (`[catalog] addr`).
+    Solo(Addr<CatalogActor>),
+    /// One catalog of a group (`[[catalogs]]`, `catalog_group.rs`).
+    Group(Addr<NodeDriver>),
+}
+
+impl Table {
+    async fn lookup(&self, name: String) -> ApiResult<Stock> {
+        match self {
+            Table::Solo(a) => Ok(a.send(Lookup(name)).await.map_err(to_api)??),
+            Table::Group(a) => match a
+                .send(Ask(NodeRequest::Lookup(name)))
+                .await
+                .map_err(to_api)??
+            {
+                NodeResponse::Stock(s) => Ok(s),
+                other => Err(unexpected(&other)),
+            },
+        }
+    }
+
+    /// Trades of one leader's call, each answered on its own, in order.
+    async fn trades(
+        &self,
+        trades: Vec<TradeRequest>,
+        leader: Option<u64>,
+        log_end: u64,
+    ) -> ApiResult<Vec<ApiResult<TradeOutcome>>> {
+        let Table::Group(a) = self else {
+            let Table::Solo(a) = self else { unreachable!() };
+            let max = tradenet_actors::replication::MAX_TRADE_BATCH;
+            return http::each(trades, max, "trades", |t| {
+                let catalog = a.clone();
+                async move {
+                    validate_name(&t.name)?;
+                    catalog
+                        .send(Trade(t))
+                        .await
+                        .map_err(to_api)?
+                        .map_err(ApiError::from)
+                }
+            })
+            .await;
+        };
+        let max = tradenet_actors::replication::MAX_TRADE_BATCH;
+        if trades.is_empty() || trades.len() > max {
+            return Err(ApiError::bad_request(format!(
+                "trades: 1..{max} items, got {}",
+                trades.len()
+            )));
+        }
+        for t in &trades {
+            validate_name(&t.name)?;
+        }
+        let Some(leader) = leader else {
+            return Err(ApiError::bad_request(
+                "a catalog group takes trades only from an order leader that names itself (leader)",
+            ));
+        };
+        let epoch = trades[0].epoch;
+        let req = NodeRequest::Trades {
+            leader,
+            epoch,
+            log_end,
+            trades,
+        };
+        match a.send(Ask(req)).await.map_err(to_api)?? {
+            NodeResponse::Traded(results) => Ok(results
+                .into_iter()
+                .map(|r| r.map_err(ApiError::from))
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn trades_since(&self, q: TradesSince) -> ApiResult<TradesPage> {
+        let limit = q.limit.clamp(1, 100_000);
+        match self {
+            Table::Solo(a) => Ok(a
+                .send(TradesAfter {
+                    after: q.after,
+                    epoch: q.epoch,
+                    limit,
+                })
+                .await
+                .map_err(to_api)??),
+            Table::Group(a) => {
+                let Some(leader) = q.leader else {
+                    return Err(ApiError::bad_request(
+                        "a catalog group answers trades/since only to an order leader that names itself (leader)",
+                    ));
+                };
+                let req = NodeRequest::TradesSince {
+                    leader,
+                    epoch: q.epoch,
+                    log_end: q.log_end,
+                    after: q.after,
+                    limit,
+                };
+                match a.send(Ask(req)).await.map_err(to_api)?? {
+                    NodeResponse::Trades { trades, complete } => {
+                        let status = a.send(GetStatus).await.map_err(to_api)?;
+                        Ok(TradesPage {
+                            trades,
+                            complete,
+                            last_seq: status.last_seq,
+                        })
+                    }
+                    other => Err(unexpected(&other)),
+                }
+            }
+        }
+    }
+
+    async fn status(&self) -> ApiResult<TableStatus> {
+        match self {
+            Table::Solo(a) => a.send(GetStatus).await.map_err(to_api),
+            Table::Group(a) => a.send(GetStatus).await.map_err(to_api),
+        }
+    }
+
+    fn status_recipient(&self) -> Recipient<GetStatus> {
+        match self {
+            Table::Solo(a) => a.clone().recipient(),
+            Table::Group(a) => a.clone().recipient(),
+        }
+    }
+}
+
+fn unexpected(r: &NodeResponse) -> ApiError {
+    ApiError::from(tradenet_actors::Error::Io(format!(
+        "the catalog node answered with something else: {r:?}"
+    )))
+}
+
 /// What the catalog's handlers share.
 #[derive(Clone)]
 pub struct CatalogState {
-    /// The table's actor.
-    pub catalog: Addr<CatalogActor>,
+    /// The table.
+    pub table: Table,
     publisher: Addr<Publisher>,
 }
 
@@ -207,6 +351,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(wire::TRADE_BATCH, "POST").route(web::post().to(trade_batch)))
         .service(resource(wire::STOCK_BATCH, "POST").route(web::post().to(lookup_batch)))
         .service(resource(wire::TRADES_SINCE, "POST").route(web::post().to(trades_since)))
+        .service(resource(wire::CATALOG_STATE, "GET").route(web::get().to(node_state)))
+        .service(resource(wire::CATALOG_TERM, "POST").route(web::post().to(catalog_term)))
         .service(resource(wire::SUBSCRIBE, "POST").route(web::post().to(subscribe)))
         .service(resource(wire::HELLO, "GET").route(web::get().to(hello)));
 }
@@ -216,12 +362,7 @@ async fn lookup(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     validate_name(&name)?;
-    let stock = state
-        .catalog
-        .send(Lookup(name.into_inner()))
-        .await
-        .map_err(to_api)??;
-    Ok(ok(stock))
+    Ok(ok(state.table.lookup(name.into_inner()).await?))
 }
 
 /// Each name of a batch is looked up as if asked alone (an unknown one is its own 404); the
@@ -232,14 +373,10 @@ async fn lookup_batch(
 ) -> ApiResult<HttpResponse> {
     let names = body.into_inner().names;
     let results = http::each(names, MAX_LOOKUP_BATCH, "names", |name| {
-        let catalog = state.catalog.clone();
+        let table = state.table.clone();
         async move {
             validate_name(&name)?;
-            catalog
-                .send(Lookup(name))
-                .await
-                .map_err(to_api)?
-                .map_err(ApiError::from)
+            table.lookup(name).await
         }
     })
     .await?
@@ -254,8 +391,13 @@ async fn trade(
     body: web::Json<TradeRequest>,
 ) -> ApiResult<HttpResponse> {
     validate_name(&body.name)?;
-    let outcome = state
-        .catalog
+    let Table::Solo(catalog) = &state.table else {
+        return Err(ApiError::bad_request(format!(
+            "a catalog group takes trades only as POST {} naming the leader",
+            wire::TRADE_BATCH
+        )));
+    };
+    let outcome = catalog
         .send(Trade(body.into_inner()))
         .await
         .map_err(to_api)??;
@@ -268,23 +410,18 @@ async fn trade_batch(
     state: web::Data<CatalogState>,
     body: web::Json<TradeBatch>,
 ) -> ApiResult<HttpResponse> {
-    let trades = body.into_inner().trades;
-    let max = tradenet_actors::replication::MAX_TRADE_BATCH;
-    let results = http::each(trades, max, "trades", |t| {
-        let catalog = state.catalog.clone();
-        async move {
-            validate_name(&t.name)?;
-            catalog
-                .send(Trade(t))
-                .await
-                .map_err(to_api)?
-                .map_err(ApiError::from)
-        }
-    })
-    .await?
-    .into_iter()
-    .map(|r| r.map_or_else(|e| TradeResult::Error(e.into()), TradeResult::Ok))
-    .collect();
+    let TradeBatch {
+        trades,
+        log_end,
+        leader,
+    } = body.into_inner();
+    let results = state
+        .table
+        .trades(trades, leader, log_end)
+        .await?
+        .into_iter()
+        .map(|r| r.map_or_else(|e| TradeResult::Error(e.into()), TradeResult::Ok))
+        .collect();
     Ok(ok(TradeResults { results }))
 }
 
@@ -292,16 +429,37 @@ async fn trades_since(
     state: web::Data<CatalogState>,
     body: web::Json<TradesSince>,
 ) -> ApiResult<HttpResponse> {
-    let page = state
-        .catalog
-        .send(TradesAfter {
-            after: body.after,
-            epoch: body.epoch,
-            limit: body.limit.clamp(1, 100_000),
-        })
+    Ok(ok(state.table.trades_since(body.into_inner()).await?))
+}
+
+/// The supervisors' heartbeat of a group member (a lone catalog is not in a group: 404).
+async fn node_state(state: web::Data<CatalogState>) -> ApiResult<HttpResponse> {
+    match &state.table {
+        Table::Group(a) => Ok(ok(a.send(GetState).await.map_err(to_api)?)),
+        Table::Solo(_) => Err(not_in_group()),
+    }
+}
+
+fn not_in_group() -> ApiError {
+    ApiError::not_found("this catalog runs alone, not in a catalog group ([[catalogs]])")
+}
+
+/// A supervisor announces the catalog term; answered once it is durable.
+async fn catalog_term(
+    state: web::Data<CatalogState>,
+    body: web::Json<CatalogTerm>,
+) -> ApiResult<HttpResponse> {
+    let Table::Group(a) = &state.table else {
+        return Err(not_in_group());
+    };
+    match a
+        .send(Ask(NodeRequest::Term(body.into_inner())))
         .await
-        .map_err(to_api)??;
-    Ok(ok(page))
+        .map_err(to_api)??
+    {
+        NodeResponse::TermAccepted => Ok(ok(Accepted { accepted: true })),
+        other => Err(unexpected(&other)),
+    }
 }
 
 async fn subscribe(
@@ -335,7 +493,11 @@ async fn hello(
 }
 
 async fn status(state: web::Data<CatalogState>) -> ApiResult<HttpResponse> {
-    let status = state.catalog.send(GetStatus).await.map_err(to_api)?;
+    let status = state.table.status().await?;
+    let node = match &state.table {
+        Table::Group(a) => Some(a.send(GetState).await.map_err(to_api)?),
+        Table::Solo(_) => None,
+    };
     let subscribers = state
         .publisher
         .send(ListSubscribers)
@@ -348,6 +510,7 @@ async fn status(state: web::Data<CatalogState>) -> ApiResult<HttpResponse> {
         last_trade: status.last_seq,
         stocks: status.stocks,
         subscribers,
+        node,
     }))
 }
 
@@ -355,31 +518,50 @@ fn to_api(e: MailboxError) -> ApiError {
     ApiError::from(tradenet_actors::Error::from(e))
 }
 
-/// Loads the catalog from `config` (stopping with a clear message if its files are damaged)
-/// and serves on `listener` until the process is stopped.
+/// Loads catalog `id` from `config` (stopping with a clear message if its files are damaged)
+/// and serves on `listener` until the process is stopped: the table's own actor for one
+/// catalog, a catalog node's driver (`catalog_group.rs`) for one of a group.
 /// The actors start on the first HTTP worker's thread (`http::serve`).
-pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Result<()> {
+pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    let name = config.catalog_name(id);
     if !config.fsync {
-        log::warn!("catalog: fsync is OFF: acknowledged trades can be lost in a power failure (benchmarks only)");
+        log::warn!("{name}: fsync is OFF: acknowledged trades can be lost in a power failure (benchmarks only)");
     }
-    let metrics = Metrics::new("catalog");
+    let metrics = Metrics::new(&name);
     let domain = CatalogMetrics::register(&metrics.registry);
     let loaded = LoadedCatalog::load(CatalogOptions {
-        dir: config.service_dir("catalog"),
+        dir: config.service_dir(&name),
         seeds: config.catalog.stocks.clone(),
         fsync: config.fsync,
         trade_window: config.catalog.trade_window,
         snapshot_every: config.catalog.snapshot_every,
     })
-    .map_err(|e| anyhow::anyhow!("catalog cannot start: {e}"))?
+    .map_err(|e| anyhow::anyhow!("{name} cannot start: {e}"))?
     .observe_syncs(crate::metrics::fsync_observer(&metrics.registry));
     let incarnation = rand::random::<u64>();
     let timeout = config.request_timeout();
     let heartbeat = config.heartbeat();
     let workers = http::workers(config.catalog.workers);
+    let group = config.catalog_group().then(|| GroupOptions {
+        id,
+        replicas: config
+            .replicas
+            .iter()
+            .map(|r| (r.id, crate::config::url(&r.addr)))
+            .collect(),
+        follow_every: heartbeat,
+        timeout,
+        fsync: config.fsync,
+        snapshot_every: config.catalog.snapshot_every,
+    });
     log::info!(
-        "catalog listening on {} (incarnation {incarnation:016x}, {workers} HTTP workers)",
-        listener.local_addr()?
+        "{name} listening on {} (incarnation {incarnation:016x}, {workers} HTTP workers{})",
+        listener.local_addr()?,
+        if group.is_some() {
+            "; one of a catalog group: a standby until the front ends make it primary"
+        } else {
+            ""
+        }
     );
     let scrape = metrics.clone();
     http::serve(
@@ -390,12 +572,17 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
         move || {
             let publisher =
                 Publisher::new(incarnation, timeout, heartbeat, domain.pushes.clone()).start();
-            let catalog = loaded.start(Some(publisher.clone().recipient()));
-            scrape.on_scrape(domain.refresh(catalog.clone()));
-            CatalogState { catalog, publisher }
+            let table = match group {
+                None => Table::Solo(loaded.start(Some(publisher.clone().recipient()))),
+                Some(opts) => Table::Group(
+                    NodeDriver::new(loaded, opts, publisher.clone().recipient()).start(),
+                ),
+            };
+            scrape.on_scrape(domain.refresh(table.status_recipient()));
+            CatalogState { table, publisher }
         },
         |state: CatalogState, cfg| {
-            cfg.app_data(web::Data::new(probes(&state.catalog)))
+            cfg.app_data(web::Data::new(probes(&state.table)))
                 .app_data(web::Data::new(state));
             configure(cfg);
         },
@@ -405,14 +592,14 @@ pub async fn run(config: Config, listener: std::net::TcpListener) -> anyhow::Res
 
 /// The catalog is live and ready when its table's actor answers: it only starts once its
 /// journal and snapshot are loaded and open.
-fn probes(catalog: &Addr<CatalogActor>) -> http::Probes {
+fn probes(table: &Table) -> http::Probes {
     let check: http::Check = {
-        let catalog = catalog.clone();
+        let table = table.status_recipient();
         std::sync::Arc::new(move || {
-            let catalog = catalog.clone();
+            let table = table.clone();
             Box::pin(async move {
-                catalog
-                    .send(tradenet_actors::catalog_actor::GetStatus)
+                table
+                    .send(GetStatus)
                     .await
                     .map(|_| ())
                     .map_err(|e| format!("the catalog's actor does not answer: {e}"))

@@ -7,6 +7,7 @@
 
 use crate::error::ApiError;
 use crate::http;
+use crate::supervisor::CatalogPrimary;
 use actix::prelude::*;
 use std::time::Duration;
 use tradenet_actors::cache::{self, CacheActor};
@@ -17,7 +18,9 @@ use tradenet_actors::wire::frontend::CatalogLinkStatus;
 /// Keeps this front end subscribed to the catalog; see the module docs.
 pub struct CatalogLink {
     id: String,
-    catalog_url: String,
+    primary: CatalogPrimary,
+    /// The catalog (id, URL) subscribed to, once subscribed.
+    subscribed_to: Option<(u64, String)>,
     callback_url: String,
     interval: Duration,
     timeout: Duration,
@@ -29,11 +32,12 @@ pub struct CatalogLink {
 }
 
 impl CatalogLink {
-    /// A link for the front end serving at `callback_url` to the catalog at `catalog_url`,
-    /// checked every `interval`; it empties `cache` whenever an invalidation may have been
-    /// missed. Not subscribed until started.
+    /// A link for the front end serving at `callback_url` to the catalog `primary` names
+    /// (the one catalog, or a group's primary, which may change), checked every `interval`; it
+    /// empties `cache` whenever an invalidation may have been missed. Not subscribed until
+    /// started.
     pub fn new(
-        catalog_url: String,
+        primary: CatalogPrimary,
         callback_url: String,
         interval: Duration,
         timeout: Duration,
@@ -41,7 +45,8 @@ impl CatalogLink {
     ) -> CatalogLink {
         CatalogLink {
             id: format!("{:016x}", rand::random::<u64>()),
-            catalog_url,
+            primary,
+            subscribed_to: None,
             callback_url,
             interval,
             timeout,
@@ -63,13 +68,35 @@ impl CatalogLink {
         if self.busy {
             return;
         }
+        let Some((cid, catalog_url)) = self.primary.get() else {
+            if self.connected {
+                self.connected = false;
+                self.flush("no catalog of the group is live".into());
+            }
+            return;
+        };
+        if self
+            .subscribed_to
+            .as_ref()
+            .is_some_and(|(id, _)| *id != cid)
+        {
+            // A new primary: its pushes start from its own table; whatever the old one
+            // pushed last may be newer than what the new one holds, or older.
+            self.connected = false;
+            self.subscribed_to = None;
+            self.incarnation = None;
+            self.flush(format!(
+                "the catalog primary is now catalog {cid}; resubscribing"
+            ));
+        }
         self.busy = true;
         let client = self
             .client
             .get_or_insert_with(|| http::client(self.timeout))
             .clone();
-        let hello_url = format!("{}{}", self.catalog_url, wire::hello_path(&self.id));
-        let sub_url = format!("{}{}", self.catalog_url, wire::SUBSCRIBE);
+        let hello_url = format!("{}{}", catalog_url, wire::hello_path(&self.id));
+        let sub_url = format!("{}{}", catalog_url, wire::SUBSCRIBE);
+        let target = (cid, catalog_url);
         let sub = Subscribe {
             id: self.id.clone(),
             url: self.callback_url.clone(),
@@ -86,8 +113,12 @@ impl CatalogLink {
                 Ok::<_, ApiError>(Some(fresh.incarnation))
             }
             .into_actor(self)
-            .map(|res, act, _| {
+            .map(move |res, act, _| {
                 act.busy = false;
+                if act.primary.get().as_ref() != Some(&target) {
+                    // The primary changed meanwhile: the next check subscribes to the new one.
+                    return;
+                }
                 match res {
                     Ok(None) => {}
                     Ok(Some(incarnation)) => {
@@ -100,6 +131,7 @@ impl CatalogLink {
                         };
                         act.incarnation = Some(incarnation);
                         act.connected = true;
+                        act.subscribed_to = Some(target);
                         act.flush(reason);
                     }
                     Err(e) => {

@@ -41,6 +41,20 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The order replicas.
     pub replicas: Vec<ReplicaConfig>,
+    /// A catalog group (`[[catalogs]]`): one primary, the others standbys following the order
+    /// log (`docs/catalog-failover.md`). Empty: one catalog at `[catalog] addr`.
+    #[serde(default)]
+    pub catalogs: Vec<CatalogMember>,
+}
+
+/// One `[[catalogs]]` table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogMember {
+    /// Unique positive id; the highest live id is primary.
+    pub id: u64,
+    /// Listen and contact address, `host:port`.
+    pub addr: String,
 }
 
 /// `[cluster]`: the secret every internal and control call carries as
@@ -155,6 +169,15 @@ impl Config {
             let table: toml::Table = text
                 .parse()
                 .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            // A file that names the one catalog's address and lists no catalog group means
+            // one catalog, whatever group the embedded default lists.
+            let names_one = table
+                .get("catalog")
+                .and_then(|c| c.as_table())
+                .is_some_and(|c| c.contains_key("addr"));
+            if names_one && !table.contains_key("catalogs") {
+                merged.remove("catalogs");
+            }
             merge(&mut merged, table);
         }
         let mut builder = config::Config::builder().add_source(config::File::from_str(
@@ -204,6 +227,16 @@ impl Config {
             }
             check_addr(&format!("replicas (id {}).addr", r.id), &r.addr)?;
         }
+        let mut catalog_ids = std::collections::HashSet::new();
+        for c in &self.catalogs {
+            if c.id == 0 {
+                bail!("catalogs: id must be a positive integer, got 0");
+            }
+            if !catalog_ids.insert(c.id) {
+                bail!("catalogs: id {} is listed twice; ids must be unique", c.id);
+            }
+            check_addr(&format!("catalogs (id {}).addr", c.id), &c.addr)?;
+        }
         if self.frontend.heartbeat_ms == 0 {
             bail!("frontend.heartbeat_ms must be at least 1");
         }
@@ -226,6 +259,42 @@ impl Config {
             let ids: Vec<_> = self.replicas.iter().map(|r| r.id).collect();
             format!("no replica with id {id} in the configuration (ids: {ids:?})")
         })
+    }
+
+    /// The catalogs: `[[catalogs]]`, or the one at `[catalog] addr` (id 1).
+    pub fn catalog_members(&self) -> Vec<CatalogMember> {
+        if self.catalogs.is_empty() {
+            vec![CatalogMember {
+                id: 1,
+                addr: self.catalog.addr.clone(),
+            }]
+        } else {
+            self.catalogs.clone()
+        }
+    }
+
+    /// More than one catalog: a primary and standbys, chosen by the front ends' supervisors.
+    pub fn catalog_group(&self) -> bool {
+        self.catalogs.len() > 1
+    }
+
+    /// The catalog with this id.
+    pub fn catalog_member(&self, id: u64) -> anyhow::Result<CatalogMember> {
+        let all = self.catalog_members();
+        all.iter().find(|c| c.id == id).cloned().with_context(|| {
+            let ids: Vec<_> = all.iter().map(|c| c.id).collect();
+            format!("no catalog with id {id} in the configuration (ids: {ids:?})")
+        })
+    }
+
+    /// The name a catalog goes by in logs, the launcher and its data folder: `catalog` for
+    /// one catalog, `catalog-N` in a group.
+    pub fn catalog_name(&self, id: u64) -> String {
+        if self.catalog_group() {
+            format!("catalog-{id}")
+        } else {
+            "catalog".to_string()
+        }
     }
 
     /// The cluster secret, from `[cluster] secret` or the file `secret_file` names; `None`

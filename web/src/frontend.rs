@@ -10,7 +10,7 @@ use crate::catalog_link::{CatalogLink, LinkStatus};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource, Metrics};
-use crate::supervisor::{self, CurrentLeader, Leader, Recheck, Supervisor};
+use crate::supervisor::{self, CatalogPrimary, CurrentLeader, Leader, Recheck, Supervisor};
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
@@ -29,6 +29,9 @@ use tradenet_actors::wire::frontend::{
 pub const MAX_ORDER_QUANTITY: u64 = 1_000_000;
 /// Pause between two attempts while the leader changes.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Pause between two lookups while the catalog primary changes (the supervisor's next round
+/// decides, at most a heartbeat away).
+const CATALOG_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the front end's handlers share.
 #[derive(Clone)]
@@ -38,7 +41,10 @@ pub struct FrontendState {
     link: Addr<CatalogLink>,
     /// Calls to the leader and the catalog, batched under load (`batch.rs`).
     pub(crate) batchers: Batchers,
-    catalog_url: String,
+    /// The catalog lookups go to (the group's primary, set by the supervisor).
+    primary: CatalogPrimary,
+    /// A catalog group: a lookup waits out a failover (one catalog: it fails at once).
+    catalog_group: bool,
     fill_delay: Duration,
     failover_timeout: Duration,
     /// How long a request waits while the group's leader is unreachable from here only.
@@ -94,8 +100,7 @@ async fn lookup(
             Err(g) => generation = Some(g),
         }
     }
-    let stock: Stock =
-        batch::submit(&state.batchers.lookup, state.catalog_url.clone(), name).await?;
+    let stock = lookup_at_primary(&state, name).await?;
     if let (Some(cache), Some(generation)) = (&state.cache, generation) {
         if !state.fill_delay.is_zero() {
             tokio::time::sleep(state.fill_delay).await;
@@ -106,6 +111,27 @@ async fn lookup(
         });
     }
     Ok(ok(stock))
+}
+
+/// Looks `name` up at the catalog (primary). In a catalog group a failover (no primary known,
+/// or one that is not serving yet) is waited out up to `failover_timeout`, asking again each
+/// pause: the client sees latency, not an error.
+async fn lookup_at_primary(state: &FrontendState, name: String) -> ApiResult<Stock> {
+    let deadline = Instant::now() + state.failover_timeout;
+    loop {
+        let result = match state.primary.get() {
+            Some((_, url)) => batch::submit(&state.batchers.lookup, url, name.clone()).await,
+            None => Err(ApiError::unavailable(
+                "no catalog of the group is live (no primary)",
+            )),
+        };
+        match result {
+            Err(e) if state.catalog_group && e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(CATALOG_RETRY_PAUSE).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The request id for an order: SHA-256 of the client's Idempotency-Key (so the same key
@@ -290,22 +316,28 @@ fn start_actors(config: &Config) -> FrontendState {
         Some(_) => log::info!("cache on: {} entries (LRU)", config.frontend.cache_size),
         None => log::info!("cache off (cache_size = 0): every lookup asks the catalog"),
     }
-    let catalog_url = crate::config::url(&config.catalog.addr);
+    let primary = CatalogPrimary::new(if config.catalog_group() {
+        None
+    } else {
+        let one = &config.catalog_members()[0];
+        Some((one.id, crate::config::url(&one.addr)))
+    });
     let link = CatalogLink::new(
-        catalog_url.clone(),
+        primary.clone(),
         crate::config::url(&config.frontend.addr),
         config.heartbeat(),
         config.request_timeout(),
         cache.clone(),
     )
     .start();
-    let supervisor = Supervisor::new(config).start();
+    let supervisor = Supervisor::new(config, primary.clone()).start();
     FrontendState {
         cache,
         supervisor,
         link,
         batchers: Batchers::start(config.request_timeout()),
-        catalog_url,
+        primary,
+        catalog_group: config.catalog_group(),
         fill_delay: Duration::from_millis(config.frontend.fill_delay_ms),
         failover_timeout: Duration::from_millis(config.frontend.failover_timeout_ms),
         // One silence window (three heartbeats) and two heartbeats more for the election.

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod catalog_group;
 pub mod catalog_link;
 pub mod config;
 pub mod dirlock;

@@ -44,11 +44,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the catalog service (the stock table, durable, pushing invalidations).
+    /// Run the catalog service (the stock table, durable, pushing invalidations), or one
+    /// catalog of a catalog group (`[[catalogs]]`: the front ends make the highest-id live one
+    /// primary; the others follow the order log as standbys and serve nothing).
     Catalog {
-        /// Listen address (overrides catalog.addr).
+        /// Listen address (overrides catalog.addr; one catalog only).
         #[arg(long, value_name = "HOST:PORT", env = "TRADENET__CATALOG__ADDR")]
         addr: Option<String>,
+        /// Which of the [[catalogs]] to run (needed when the configuration lists several).
+        #[arg(long)]
+        id: Option<u64>,
     },
     /// Run one order replica.
     Order {
@@ -126,7 +131,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         overrides.push(("data_dir", dir.display().to_string()));
     }
     match &cli.command {
-        Command::Catalog { addr: Some(a) } => overrides.push(("catalog.addr", a.clone())),
+        Command::Catalog { addr: Some(a), .. } => overrides.push(("catalog.addr", a.clone())),
         Command::Frontend { addr, cache_size } => {
             if let Some(a) = addr {
                 overrides.push(("frontend.addr", a.clone()));
@@ -194,11 +199,21 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             }
             tradenet::launcher::run(&config, &env)
         }
-        Command::Catalog { .. } => {
-            config.require_secret_beyond_loopback("catalog", &config.catalog.addr)?;
-            let _lock = DirLock::acquire(&config.service_dir("catalog"), "catalog")?;
-            let listener = tradenet::http::bind(&config.catalog.addr)?;
-            actix_web::rt::System::new().block_on(tradenet::catalog::run(config, listener))
+        Command::Catalog { id, .. } => {
+            let id = match id {
+                Some(id) => id,
+                None if config.catalog_group() => anyhow::bail!(
+                    "this configuration lists {} catalogs ([[catalogs]]): say which to run with --id",
+                    config.catalogs.len()
+                ),
+                None => config.catalog_members()[0].id,
+            };
+            let member = config.catalog_member(id)?;
+            let name = config.catalog_name(id);
+            config.require_secret_beyond_loopback(&name, &member.addr)?;
+            let _lock = DirLock::acquire(&config.service_dir(&name), &name)?;
+            let listener = tradenet::http::bind(&member.addr)?;
+            actix_web::rt::System::new().block_on(tradenet::catalog::run(config, id, listener))
         }
         Command::Order { id } => {
             let name = format!("order-{id}");
@@ -233,7 +248,10 @@ fn check_config(config: &Config, file: Option<&std::path::Path>) -> anyhow::Resu
     };
     println!("# effective configuration ({layers})\n");
     print!("{}", toml::to_string(&shown)?);
-    let beyond: Vec<&str> = std::iter::once(config.catalog.addr.as_str())
+    let members = config.catalog_members();
+    let beyond: Vec<&str> = members
+        .iter()
+        .map(|c| c.addr.as_str())
         .chain(std::iter::once(config.frontend.addr.as_str()))
         .chain(config.replicas.iter().map(|r| r.addr.as_str()))
         .filter(|a| !tradenet::config::is_loopback(a))

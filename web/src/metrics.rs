@@ -15,13 +15,13 @@ use crate::frontend::Batchers;
 use crate::http::Refresh;
 use crate::replica::driver::{self, ReplicaDriver};
 use crate::supervisor::{self, Supervisor};
-use actix::Addr;
+use actix::{Addr, Recipient};
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use std::sync::{Arc, Mutex};
 use tradenet_actors::cache::{self, CacheActor, CacheStatus};
-use tradenet_actors::catalog_actor::{self, CatalogActor};
+use tradenet_actors::catalog_actor;
 use tradenet_actors::journal::{OnSync, SyncStats};
 use tradenet_actors::replication::{Role, StreamState};
 
@@ -533,7 +533,7 @@ impl CatalogMetrics {
     }
 
     /// What the catalog runs before each scrape: asks the table's actor for its status.
-    pub fn refresh(self, catalog: Addr<CatalogActor>) -> Refresh {
+    pub fn refresh(self, catalog: Recipient<catalog_actor::GetStatus>) -> Refresh {
         Arc::new(move || {
             let (m, catalog) = (self.clone(), catalog.clone());
             Box::pin(async move {

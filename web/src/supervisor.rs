@@ -1,16 +1,138 @@
 //! The front end's supervisor actor: heartbeats every replica each `heartbeat_ms`, hands the
 //! answers to the pure rule (`tradenet_actors::replication::supervision`), announces each new
 //! term to the replicas it names, and re-checks at once when a request to the leader fails.
+//!
+//! With a catalog group (`[[catalogs]]`, `docs/catalog-failover.md`) it heartbeats the
+//! catalogs in the same round and applies the same rule to them (a second `Election`): the
+//! highest-id live catalog is primary, a change opens a new catalog epoch above every one a
+//! catalog or a replica holds, and the term `(epoch, primary)` is announced to every catalog
+//! and every replica that does not hold it yet. The primary's URL is what the front end's
+//! lookups and its catalog link use (`CatalogPrimary`); a change makes the link resubscribe and
+//! empty the cache.
 
 use crate::config::{Config, ReplicaConfig};
 use crate::http;
 use actix::prelude::*;
 use futures::future::join_all;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tradenet_actors::replication::supervision::Supervision;
-use tradenet_actors::replication::{ReplicaState, Term};
+use tradenet_actors::replication::supervision::{Election, Seen, Supervision};
+use tradenet_actors::replication::{CatalogTerm, ReplicaState, Term};
+use tradenet_actors::wire::catalog::CatalogState;
 use tradenet_actors::wire::{self, frontend::ReplicaView, replica::Accepted};
+
+/// The base URL lookups and the catalog link use: the one catalog, or the group's primary
+/// (`None` while no catalog of the group is live). Shared by the supervisor, which sets it,
+/// and the handlers and link, which read it.
+#[derive(Clone, Debug)]
+pub struct CatalogPrimary(Arc<RwLock<Option<(u64, String)>>>);
+
+impl CatalogPrimary {
+    /// Starts at `first` (the one catalog; `None` for a group until the first round).
+    pub fn new(first: Option<(u64, String)>) -> CatalogPrimary {
+        CatalogPrimary(Arc::new(RwLock::new(first)))
+    }
+
+    /// The primary's id and base URL.
+    pub fn get(&self) -> Option<(u64, String)> {
+        self.0.read().expect("primary lock").clone()
+    }
+
+    fn set(&self, v: Option<(u64, String)>) {
+        *self.0.write().expect("primary lock") = v;
+    }
+}
+
+/// The catalog group as one front end's supervisor sees it.
+struct CatalogGroup {
+    /// (id, address), in configuration order.
+    members: Vec<(u64, String)>,
+    election: Election,
+    /// The last heartbeat's answers, in configuration order.
+    seen: Vec<Option<CatalogState>>,
+    primary: CatalogPrimary,
+    /// Primary changes seen, for `/status`.
+    failovers: u64,
+}
+
+impl CatalogGroup {
+    /// Decides from a round's answers (catalogs and replicas); what to announce to whom:
+    /// (address, path, term).
+    fn decide(
+        &mut self,
+        catalogs: Vec<Option<CatalogState>>,
+        replicas: &[Option<ReplicaState>],
+        replica_addrs: &[String],
+    ) -> Vec<(String, CatalogTerm)> {
+        // A catalog term a replica holds (a dead catalog's choice) must not be reused.
+        for r in replicas.iter().flatten() {
+            self.election.see(r.catalog_term.epoch);
+        }
+        let live: Vec<Seen> = catalogs
+            .iter()
+            .flatten()
+            .map(|c| Seen {
+                id: c.id,
+                term: Term {
+                    epoch: c.term.epoch,
+                    leader: c.term.primary,
+                },
+                leading: c.term.primary == Some(c.id),
+            })
+            .collect();
+        let before = self.election.leader();
+        let d = self.election.decide(&live);
+        self.seen = catalogs;
+        let term = CatalogTerm {
+            epoch: d.epoch,
+            primary: d.leader,
+        };
+        if d.leader != before {
+            let url = d.leader.and_then(|id| {
+                let (_, addr) = self.members.iter().find(|(m, _)| *m == id)?;
+                Some((id, crate::config::url(addr)))
+            });
+            match d.leader {
+                Some(id) => {
+                    self.failovers += u64::from(before.is_some());
+                    log::info!(
+                        "catalog {id} is primary (catalog epoch {}){}",
+                        d.epoch,
+                        before.map_or(String::new(), |b| format!(
+                            "; was catalog {b}: the front end resubscribes and empties its cache"
+                        ))
+                    );
+                }
+                None => {
+                    log::warn!("no catalog of the group is live: lookups and trades wait for one")
+                }
+            }
+            self.primary.set(url);
+        }
+        if d.leader.is_none() {
+            return Vec::new();
+        }
+        let mut out: Vec<(String, CatalogTerm)> = self
+            .seen
+            .iter()
+            .flatten()
+            .filter(|c| c.term != term)
+            .filter_map(|c| {
+                let (_, addr) = self.members.iter().find(|(m, _)| *m == c.id)?;
+                Some((addr.clone(), term))
+            })
+            .collect();
+        out.extend(
+            replicas
+                .iter()
+                .zip(replica_addrs)
+                .filter(|(s, _)| s.as_ref().is_some_and(|s| s.catalog_term != term))
+                .map(|(_, addr)| (addr.clone(), term)),
+        );
+        out
+    }
+}
 
 /// The leader to send orders to.
 #[derive(Clone, Debug)]
@@ -37,11 +159,14 @@ pub struct Supervisor {
     queued: Vec<oneshot::Sender<()>>,
     /// Leadership changes seen (a new leader or a new epoch), for `/metrics`.
     elections: u64,
+    /// The catalog group, when the configuration lists one.
+    catalogs: Option<CatalogGroup>,
 }
 
 impl Supervisor {
-    /// A supervisor for the replicas of `config`.
-    pub fn new(config: &Config) -> Supervisor {
+    /// A supervisor for the replicas (and the catalog group) of `config`; it keeps `primary`
+    /// pointing at the catalog to use.
+    pub fn new(config: &Config, primary: CatalogPrimary) -> Supervisor {
         let ids: Vec<u64> = config.replicas.iter().map(|r| r.id).collect();
         // Replicas hear from their leader and from the catalog every heartbeat; three missed
         // in a row is silence.
@@ -55,6 +180,21 @@ impl Supervisor {
             waiting: Vec::new(),
             queued: Vec::new(),
             elections: 0,
+            catalogs: config.catalog_group().then(|| {
+                let members: Vec<(u64, String)> = config
+                    .catalog_members()
+                    .into_iter()
+                    .map(|c| (c.id, c.addr))
+                    .collect();
+                let stride = members.iter().map(|m| m.0).max().unwrap_or(0) + 1;
+                CatalogGroup {
+                    seen: vec![None; members.len()],
+                    members,
+                    election: Election::with_stride(stride),
+                    primary,
+                    failovers: 0,
+                }
+            }),
         }
     }
 
@@ -85,45 +225,87 @@ impl Supervisor {
             async move { http::get::<ReplicaState>(&client, &url).await.ok() }
         });
         let probes = join_all(probes.collect::<Vec<_>>());
-        ctx.spawn(probes.into_actor(self).then(move |states, act, _| {
-            let before = act.rule.leader();
-            let announce: Vec<(String, Term)> = act
-                .rule
-                .observe(&states)
-                .into_iter()
-                .filter_map(|(id, term)| {
-                    let r = act.replicas.iter().find(|r| r.id == id)?;
-                    Some((r.addr.clone(), term))
-                })
-                .collect();
-            let after = act.rule.leader();
-            if after.is_some() && after != before {
-                act.elections += 1;
-            }
-            async move {
-                let calls = announce.into_iter().map(|(addr, term)| {
-                    let client = client.clone();
-                    async move {
-                        let url = format!("{}{}", crate::config::url(&addr), wire::TERM);
-                        if let Err(e) = http::post::<_, Accepted>(&client, &url, &term).await {
-                            log::warn!("announcing epoch {} to {addr} failed: {e}", term.epoch);
-                        }
-                    }
-                });
-                join_all(calls).await;
-            }
-            .into_actor(act)
-            .map(|_, act, ctx| {
-                act.round_running = false;
-                for tx in act.waiting.drain(..) {
-                    let _ = tx.send(());
-                }
-                if !act.queued.is_empty() {
-                    act.waiting = std::mem::take(&mut act.queued);
-                    act.round(ctx);
-                }
-            })
+        let catalog_addrs: Vec<String> = self
+            .catalogs
+            .as_ref()
+            .map(|g| g.members.iter().map(|m| m.1.clone()).collect())
+            .unwrap_or_default();
+        let catalog_probes = join_all(catalog_addrs.into_iter().map(|addr| {
+            let client = client.clone();
+            let url = format!("{}{}", crate::config::url(&addr), wire::CATALOG_STATE);
+            async move { http::get::<CatalogState>(&client, &url).await.ok() }
         }));
+        let probes = futures::future::join(probes, catalog_probes);
+        ctx.spawn(
+            probes
+                .into_actor(self)
+                .then(move |(states, catalogs), act, _| {
+                    let replica_addrs: Vec<String> =
+                        act.replicas.iter().map(|r| r.addr.clone()).collect();
+                    let catalog_terms = match &mut act.catalogs {
+                        Some(g) => g.decide(catalogs, &states, &replica_addrs),
+                        None => Vec::new(),
+                    };
+                    let before = act.rule.leader();
+                    let announce: Vec<(String, Term)> = act
+                        .rule
+                        .observe(&states)
+                        .into_iter()
+                        .filter_map(|(id, term)| {
+                            let r = act.replicas.iter().find(|r| r.id == id)?;
+                            Some((r.addr.clone(), term))
+                        })
+                        .collect();
+                    let after = act.rule.leader();
+                    if after.is_some() && after != before {
+                        act.elections += 1;
+                    }
+                    async move {
+                        let calls = announce.into_iter().map(|(addr, term)| {
+                            let client = client.clone();
+                            async move {
+                                let url = format!("{}{}", crate::config::url(&addr), wire::TERM);
+                                if let Err(e) =
+                                    http::post::<_, Accepted>(&client, &url, &term).await
+                                {
+                                    log::warn!(
+                                        "announcing epoch {} to {addr} failed: {e}",
+                                        term.epoch
+                                    );
+                                }
+                            }
+                        });
+                        let catalog_calls = catalog_terms.into_iter().map(|(addr, term)| {
+                            let client = client.clone();
+                            async move {
+                                let url =
+                                    format!("{}{}", crate::config::url(&addr), wire::CATALOG_TERM);
+                                if let Err(e) =
+                                    http::post::<_, Accepted>(&client, &url, &term).await
+                                {
+                                    log::warn!(
+                                "announcing catalog epoch {} (primary {:?}) to {addr} failed: {e}",
+                                term.epoch,
+                                term.primary
+                            );
+                                }
+                            }
+                        });
+                        futures::future::join(join_all(calls), join_all(catalog_calls)).await;
+                    }
+                    .into_actor(act)
+                    .map(|_, act, ctx| {
+                        act.round_running = false;
+                        for tx in act.waiting.drain(..) {
+                            let _ = tx.send(());
+                        }
+                        if !act.queued.is_empty() {
+                            act.waiting = std::mem::take(&mut act.queued);
+                            act.round(ctx);
+                        }
+                    })
+                }),
+        );
     }
 }
 

@@ -932,7 +932,9 @@ impl Replica {
             orders,
             log_end: self.durable_len,
             acknowledged: self.acknowledged().unwrap_or(0),
-            leading: matches!(self.phase, Phase::Leader(_)),
+            // Taking over counts: such a leader asks the catalog primary to reconcile, and the
+            // primary reads its log before it answers (acknowledged 0: nothing is promised yet).
+            leading: matches!(self.phase, Phase::Leader(_) | Phase::TakingOver(_)),
             epoch: self.term.epoch,
         };
         self.respond(env, Ok(Response::Orders(page)));

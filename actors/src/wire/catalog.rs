@@ -51,6 +51,10 @@ pub struct TradeBatch {
     /// The leader's next order number, as in [`TradesSince`].
     #[serde(default)]
     pub log_end: u64,
+    /// The asking leader's replica id (a catalog group's primary reads that leader's log
+    /// before it serves it; one catalog alone ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u64>,
 }
 
 /// One trade's answer in a [`TradeResults`]: its outcome, or the error object a single trade
@@ -144,6 +148,9 @@ pub struct TradesSince {
     /// it holds that leader's log up to here; one catalog alone ignores it).
     #[serde(default)]
     pub log_end: u64,
+    /// The asking leader's replica id, as in [`TradeBatch`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u64>,
 }
 
 /// The answer to [`TradesSince`]: a page of the catalog's trade window.
@@ -221,6 +228,9 @@ pub struct CatalogStatus {
     pub incarnation: u64,
     /// Sequence number of the last durable trade.
     pub last_trade: u64,
+    /// In a catalog group: this catalog's id, role and term (absent for a lone catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<CatalogState>,
     /// Every stock's durable state, in listing order.
     pub stocks: Vec<Stock>,
     /// Ids of the subscribed front ends.
@@ -244,6 +254,7 @@ mod tests {
             epoch: 2,
             incarnation: 9,
             last_trade: 4,
+            node: None,
             stocks: Vec::new(),
             subscribers: vec!["ab".into()],
         };
@@ -267,4 +278,20 @@ mod tests {
             r#"{"rid":"00000000000000000000000000000abc","name":"FishCo","type":"sell","quantity":2,"epoch":1}"#
         );
     }
+}
+
+/// `GET /internal/v1/catalog/state`: one catalog of a catalog group, as the front ends'
+/// supervisors heartbeat it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogState {
+    /// Its id in `[[catalogs]]`.
+    pub id: u64,
+    /// `standby`, `catching_up` or `primary`.
+    pub role: crate::catalog_node::Role,
+    /// The catalog term it holds.
+    pub term: crate::replication::CatalogTerm,
+    /// Its last trade (durable or not).
+    pub last_trade: u64,
+    /// Every trade up to this one is known to match the order log.
+    pub confirmed: u64,
 }

@@ -64,6 +64,9 @@ pub const TRADES_SINCE: &str = "/internal/v1/trades/since";
 pub const STOCK_BATCH: &str = "/internal/v1/stocks";
 /// `POST` [`catalog::Subscribe`]: push invalidations to a front end, [`catalog::Hello`].
 pub const SUBSCRIBE: &str = "/internal/v1/subscribe";
+/// `GET` → [`catalog::CatalogState`]: one catalog of a group, the supervisors' heartbeat
+/// (they announce the catalog term on [`CATALOG_TERM`], which catalogs take too).
+pub const CATALOG_STATE: &str = "/internal/v1/catalog/state";
 /// `GET ?subscriber=ID` ([`catalog::HelloQuery`]): [`catalog::Hello`], polled by front ends.
 pub const HELLO: &str = "/internal/v1/hello";
 

@@ -115,24 +115,28 @@ struct Launcher<'a> {
 }
 
 impl<'a> Launcher<'a> {
-    /// Starts the catalog, every replica and the front end, in that order.
+    /// Starts the catalog (or every catalog of the group), every replica and the front end,
+    /// in that order.
     fn start(
         config: &'a Config,
         exe: PathBuf,
         child_env: &[(OsString, OsString)],
     ) -> anyhow::Result<Launcher<'a>> {
-        let mut plan = vec![(
-            "catalog".to_string(),
-            &config.catalog.addr,
-            vec!["catalog".to_string()],
-        )];
+        let mut plan: Vec<(String, String, Vec<String>)> = config
+            .catalog_members()
+            .into_iter()
+            .map(|c| {
+                let args = vec!["catalog".to_string(), "--id".to_string(), c.id.to_string()];
+                (config.catalog_name(c.id), c.addr, args)
+            })
+            .collect();
         for r in &config.replicas {
             let args = vec!["order".to_string(), "--id".to_string(), r.id.to_string()];
-            plan.push((format!("order-{}", r.id), &r.addr, args));
+            plan.push((format!("order-{}", r.id), r.addr.clone(), args));
         }
         plan.push((
             "frontend".to_string(),
-            &config.frontend.addr,
+            config.frontend.addr.clone(),
             vec!["frontend".to_string()],
         ));
         let width = plan.iter().map(|(name, ..)| name.len()).max().unwrap_or(0);
@@ -144,7 +148,7 @@ impl<'a> Launcher<'a> {
         };
         for (name, addr, args) in plan {
             let (program, args) = wrapped(&config.launcher.wrap, &name, &exe, args);
-            let service = Service::start(&name, addr, program, args, child_env, width)
+            let service = Service::start(&name, &addr, program, args, child_env, width)
                 .with_context(|| format!("cannot start {name}"))?;
             log::info!("started {name} (pid {}) on {addr}", service.pid());
             launcher.services.push(service);
@@ -354,11 +358,13 @@ fn print_urls(config: &Config) {
         "  {:<9}  {front}   (try: curl {front}/stocks/{stock})\n",
         "front end"
     ));
-    text.push_str(&format!(
-        "  {:<9}  {}\n",
-        "catalog",
-        url(&config.catalog.addr)
-    ));
+    for c in config.catalog_members() {
+        text.push_str(&format!(
+            "  {:<9}  {}\n",
+            config.catalog_name(c.id),
+            url(&c.addr)
+        ));
+    }
     for r in &config.replicas {
         text.push_str(&format!(
             "  {:<9}  {}\n",

@@ -39,8 +39,8 @@ pub struct DriverConfig {
     pub machine: Config,
     /// Peer id -> base URL.
     pub peers: HashMap<NodeId, String>,
-    /// The catalog's base URL.
-    pub catalog_url: String,
+    /// Catalog id -> base URL (one entry for one catalog, which every call goes to).
+    pub catalogs: std::collections::BTreeMap<NodeId, String>,
     /// Time-out of one call to a peer or the catalog.
     pub call_timeout: Duration,
     /// False only for benchmarks.
@@ -129,16 +129,24 @@ impl ReplicaDriver {
                     },
                 ));
             }
-            // One catalog for now: `to` names the primary of a catalog group
-            // (docs/catalog-failover.md), which the configuration cannot list yet.
-            Effect::Catalog { id, call, .. } => {
+            // `to`: the primary of the catalog term (docs/catalog-failover.md); with no term
+            // yet (one catalog, or none announced), the highest id, which a group's
+            // supervisors make primary when it is live.
+            Effect::Catalog { to, id, call } => {
                 let client = self.client.clone();
-                let base = self.cfg.catalog_url.clone();
-                ctx.spawn(call_catalog(client, base, call).into_actor(self).map(
-                    move |result, act, ctx| {
-                        act.feed(ctx, Event::CatalogReply { id, result });
-                    },
-                ));
+                let base = to
+                    .and_then(|t| self.cfg.catalogs.get(&t))
+                    .or_else(|| self.cfg.catalogs.values().next_back())
+                    .cloned()
+                    .unwrap_or_default();
+                let leader = self.cfg.machine.id;
+                ctx.spawn(
+                    call_catalog(client, base, leader, call)
+                        .into_actor(self)
+                        .map(move |result, act, ctx| {
+                            act.feed(ctx, Event::CatalogReply { id, result });
+                        }),
+                );
             }
             Effect::Write(w) => self.write(ctx, w),
         }
@@ -221,12 +229,17 @@ async fn call_peer(client: awc::Client, base: String, request: Request) -> Resul
 async fn call_catalog(
     client: awc::Client,
     base: String,
+    leader: NodeId,
     call: CatalogCall,
 ) -> Result<CatalogAnswer, Error> {
     match call {
         CatalogCall::Trades { log_end, trades } => {
             let url = format!("{base}{}", wire::TRADE_BATCH);
-            let body = TradeBatch { trades, log_end };
+            let body = TradeBatch {
+                trades,
+                log_end,
+                leader: Some(leader),
+            };
             as_heard(http::post_heard::<_, TradeResults>(&client, &url, &body).await).map(|r| {
                 CatalogAnswer::Traded(
                     r.results
@@ -256,6 +269,7 @@ async fn call_catalog(
                 epoch,
                 limit,
                 log_end,
+                leader: Some(leader),
             };
             as_heard(http::post_heard::<_, TradesPage>(&client, &url, &body).await).map(|p| {
                 CatalogAnswer::Trades {

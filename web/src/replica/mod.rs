@@ -90,7 +90,11 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
             .filter(|r| r.id != id)
             .map(|r| (r.id, crate::config::url(&r.addr)))
             .collect(),
-        catalog_url: crate::config::url(&config.catalog.addr),
+        catalogs: config
+            .catalog_members()
+            .iter()
+            .map(|c| (c.id, crate::config::url(&c.addr)))
+            .collect(),
         call_timeout: timeout.max(Duration::from_millis(config.order.replicate_timeout_ms)),
         fsync: config.fsync,
         on_sync: Some(crate::metrics::fsync_observer(&metrics.registry)),

@@ -114,6 +114,7 @@ fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_r
         epoch: 0,
         limit: 100_000,
         log_end: 0,
+        leader: None,
     };
     let (_, page) = post(&addr, wire::TRADES_SINCE, &since, &[]);
     let trades = data::<TradesPage>(&page).trades;
@@ -206,6 +207,7 @@ fn a_batch_of_trades_answers_each_as_if_alone_and_applies_each_once() {
             t(4, "FishCo", TradeKind::Sell, 2),
         ],
         log_end: 0,
+        leader: None,
     };
     let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
     assert_eq!(status, 200, "{body}");
@@ -246,6 +248,7 @@ fn a_batch_of_trades_answers_each_as_if_alone_and_applies_each_once() {
                 .map(|n| t(2000 + n, "GameStart", TradeKind::Sell, 1))
                 .collect(),
             log_end: 0,
+            leader: None,
         };
         let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
         assert_eq!(status, 400, "a batch of {size}: {body}");

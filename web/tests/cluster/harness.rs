@@ -33,6 +33,9 @@ pub struct Opts {
     pub heartbeat_ms: u64,
     /// Extra settings appended to the config file.
     pub extra: String,
+    /// Catalogs: 1 runs one (`[catalog] addr`); more run a catalog group (`[[catalogs]]`,
+    /// ids 1..=n, each process named `catalog-N`).
+    pub catalogs: u64,
 }
 
 impl Default for Opts {
@@ -43,6 +46,7 @@ impl Default for Opts {
             fill_delay_ms: 0,
             heartbeat_ms: 100,
             extra: String::new(),
+            catalogs: 1,
         }
     }
 }
@@ -51,7 +55,10 @@ impl Default for Opts {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The one catalog; in a group, the highest id (the primary while it lives).
     pub catalog: String,
+    /// Every catalog of a group by id (empty for one catalog).
+    pub catalogs: BTreeMap<u64, String>,
     pub frontend: String,
     pub replicas: BTreeMap<u64, String>,
     procs: BTreeMap<String, Child>,
@@ -83,7 +90,12 @@ impl Cluster {
     /// Writes the config; starts nothing.
     pub fn new(opts: Opts) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = addr();
+        let catalogs: BTreeMap<u64, String> = if opts.catalogs > 1 {
+            (1..=opts.catalogs).map(|id| (id, addr())).collect()
+        } else {
+            BTreeMap::new()
+        };
+        let catalog = catalogs.values().next_back().cloned().unwrap_or_else(addr);
         let frontend = addr();
         let replicas: BTreeMap<u64, String> = (1..=opts.replicas).map(|id| (id, addr())).collect();
         let mut text = format!(
@@ -101,6 +113,9 @@ impl Cluster {
         for (id, a) in &replicas {
             text.push_str(&format!("[[replicas]]\nid = {id}\naddr = {a:?}\n\n"));
         }
+        for (id, a) in &catalogs {
+            text.push_str(&format!("[[catalogs]]\nid = {id}\naddr = {a:?}\n\n"));
+        }
         text.push_str(&opts.extra);
         let config = dir.path().join("tradenet.toml");
         std::fs::write(&config, text).unwrap();
@@ -108,6 +123,7 @@ impl Cluster {
             dir,
             config,
             catalog,
+            catalogs,
             frontend,
             replicas,
             procs: BTreeMap::new(),
@@ -119,7 +135,13 @@ impl Cluster {
     /// are replicas.
     pub fn up(opts: Opts) -> Cluster {
         let mut c = Cluster::new(opts);
-        c.start_catalog();
+        if c.catalogs.is_empty() {
+            c.start_catalog();
+        }
+        let catalog_ids: Vec<u64> = c.catalogs.keys().copied().collect();
+        for id in catalog_ids {
+            c.start_catalog_id(id);
+        }
         let ids: Vec<u64> = c.replicas.keys().copied().collect();
         for id in ids {
             c.start_replica(id);
@@ -193,6 +215,16 @@ impl Cluster {
     pub fn start_catalog(&mut self) {
         let a = self.catalog.clone();
         self.spawn("catalog", &["catalog"], &a);
+    }
+
+    /// Starts catalog `id` of the group (process `catalog-N`).
+    pub fn start_catalog_id(&mut self, id: u64) {
+        let a = self.catalogs[&id].clone();
+        self.spawn(
+            &format!("catalog-{id}"),
+            &["catalog", "--id", &id.to_string()],
+            &a,
+        );
     }
 
     pub fn start_replica(&mut self, id: u64) {

@@ -5,6 +5,7 @@ mod auth;
 mod batching;
 mod cache;
 mod catalog;
+mod catalog_failover;
 mod commands;
 mod failover_client;
 mod fencing;

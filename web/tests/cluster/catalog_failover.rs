@@ -1,0 +1,228 @@
+//! Catalog failover with real processes (`docs/catalog-failover.md`, issue 12): a group of two
+//! catalogs, the primary SIGKILLed under a stream of trades from several clients, the old
+//! primary's return, and both killed together.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tradenet_actors::catalog_node::Role;
+use tradenet_actors::types::TradeKind;
+use tradenet_actors::wire::{self, frontend::OrderView};
+
+const STOCKS: [&str; 3] = ["GameStart", "FishCo", "BoarCo"];
+
+fn group() -> Cluster {
+    Cluster::up(Opts {
+        catalogs: 2,
+        ..Opts::default()
+    })
+}
+
+/// One client's orders: sells and buys of one unit in turn (never refused), each under its
+/// own Idempotency-Key, retried with the same key if the connection fails. Returns every
+/// answer's status and body.
+fn client(
+    frontend: String,
+    who: usize,
+    round: usize,
+    n: usize,
+    done: Arc<AtomicUsize>,
+) -> Vec<(u16, Value)> {
+    let agent = keep_alive_agent();
+    (0..n)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "sell" } else { "buy" };
+            let body =
+                json!({"name": STOCKS[(who + i) % STOCKS.len()], "quantity": 1, "type": kind});
+            let key = format!("client-{who}-order-{i}-{round}");
+            let answer = loop {
+                if let Some(a) = try_post_with_headers(
+                    &agent,
+                    &frontend,
+                    wire::ORDERS,
+                    &body,
+                    &[("Idempotency-Key", &key)],
+                ) {
+                    break a;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            done.fetch_add(1, Ordering::SeqCst);
+            answer
+        })
+        .collect()
+}
+
+/// Runs `clients` clients of `each` orders; calls `during` once `after` orders were answered.
+fn load(
+    c: &mut Cluster,
+    clients: usize,
+    each: usize,
+    after: usize,
+    during: impl FnOnce(&mut Cluster),
+) -> Vec<(u16, Value)> {
+    // Each load's keys are its own (a key used again would replay its first answer).
+    static ROUND: AtomicUsize = AtomicUsize::new(0);
+    let round = ROUND.fetch_add(1, Ordering::SeqCst);
+    let done = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..clients)
+        .map(|who| {
+            let (f, d) = (c.frontend.clone(), done.clone());
+            std::thread::spawn(move || client(f, who, round, each, d))
+        })
+        .collect();
+    wait_for(
+        "orders answered before the kill",
+        Duration::from_secs(30),
+        || (done.load(Ordering::SeqCst) >= after).then_some(()),
+    );
+    during(c);
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
+}
+
+/// Every answer is 200, and the numbers are exactly `from..from + answers.len()`.
+fn assert_all_numbered(answers: &[(u16, Value)], from: u64) {
+    let errors: Vec<&(u16, Value)> = answers.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(errors.is_empty(), "clients saw errors: {errors:?}");
+    let mut numbers: Vec<u64> = answers.iter().map(|(_, b)| transaction_number(b)).collect();
+    numbers.sort_unstable();
+    let want: Vec<u64> = (from..from + answers.len() as u64).collect();
+    assert_eq!(
+        numbers, want,
+        "every trade has exactly one number, consecutive"
+    );
+}
+
+fn node(catalog: &str) -> Option<tradenet_actors::wire::catalog::CatalogState> {
+    let (status, body) = try_get(catalog, wire::STATUS)?;
+    (status == 200).then(|| data::<tradenet_actors::wire::catalog::CatalogStatus>(&body).node)?
+}
+
+/// Waits until catalog `id` is the serving primary.
+fn wait_primary(c: &Cluster, id: u64) {
+    let addr = c.catalogs[&id].clone();
+    wait_for(
+        &format!("catalog {id} serving as primary"),
+        Duration::from_secs(20),
+        || node(&addr).filter(|n| n.role == Role::Primary).map(|_| ()),
+    );
+}
+
+/// The orders `0..n`, read back through the front end.
+fn orders(c: &Cluster, n: u64) -> Vec<OrderView> {
+    (0..n)
+        .map(|i| {
+            let (status, body) = get(&c.frontend, &format!("/orders/{i}"));
+            assert_eq!(status, 200, "order {i}: {body}");
+            data::<OrderView>(&body)
+        })
+        .collect()
+}
+
+/// Waits until every catalog holds `n` trades with the same table; returns it.
+fn wait_same_tables(c: &Cluster, n: u64) -> BTreeMap<String, (i64, i64)> {
+    wait_for(
+        "every catalog's table the same",
+        Duration::from_secs(20),
+        || {
+            let tables: Vec<_> = c
+                .catalogs
+                .values()
+                .map(|a| (catalog_status(a).last_trade, catalog_stocks(a)))
+                .collect();
+            tables
+                .iter()
+                .all(|t| *t == tables[0] && t.0 == n)
+                .then(|| tables[0].1.clone())
+        },
+    )
+}
+
+#[test]
+fn killing_the_primary_catalog_under_load_loses_no_order_and_shows_no_error() {
+    let mut c = group();
+    wait_primary(&c, 2);
+    let answers = load(&mut c, 4, 40, 30, |c| c.kill("catalog-2"));
+    assert_all_numbered(&answers, 0);
+    wait_primary(&c, 1);
+    let n = answers.len() as u64;
+    let records = orders(&c, n);
+    assert_conservation(&c.catalogs[&1], &records);
+    assert!(
+        c.log("frontend").contains("catalog 1 is primary"),
+        "the front end logs the failover"
+    );
+
+    // The old primary returns: being the highest id it is primary again, once it has caught
+    // up with the order log; the other one follows as a standby. Same table, same trades.
+    c.start_catalog_id(2);
+    wait_primary(&c, 2);
+    let more = load(&mut c, 2, 5, 0, |_| {});
+    assert_all_numbered(&more, n);
+    let total = n + more.len() as u64;
+    let table = wait_same_tables(&c, total);
+    let records = orders(&c, total);
+    for addr in c.catalogs.values() {
+        assert_conservation(addr, &records);
+    }
+    // The front end's cache (emptied at each change of primary) serves the new primary's
+    // values, never an older one's.
+    for name in STOCKS {
+        let s = stock(&c.frontend, name);
+        assert_eq!(
+            (s.quantity as i64, s.volume as i64),
+            table[name],
+            "{name}: the front end vs the primary"
+        );
+    }
+}
+
+#[test]
+fn both_catalogs_killed_and_restarted_recover_the_same_state() {
+    let mut c = group();
+    wait_primary(&c, 2);
+    let first = load(&mut c, 2, 10, 0, |_| {});
+    assert_all_numbered(&first, 0);
+    c.kill("catalog-2");
+    c.kill("catalog-1");
+    c.start_catalog_id(1);
+    c.start_catalog_id(2);
+    wait_primary(&c, 2);
+    let n = first.len() as u64;
+    let second = load(&mut c, 2, 10, 0, |_| {});
+    assert_all_numbered(&second, n);
+    let total = n + second.len() as u64;
+    wait_same_tables(&c, total);
+    let records = orders(&c, total);
+    for addr in c.catalogs.values() {
+        assert_conservation(addr, &records);
+    }
+}
+
+#[test]
+fn a_standby_answers_no_lookup_and_no_trade() {
+    let c = group();
+    wait_primary(&c, 2);
+    let standby = &c.catalogs[&1];
+    let (status, body) = get(standby, "/stocks/GameStart");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains("standby"), "{body}");
+    let (status, body) = post(
+        standby,
+        wire::TRADE_BATCH,
+        &json!({"trades": [{"rid": "00000000000000000000000000000001", "name": "GameStart", "type": "buy", "quantity": 1, "epoch": 9}], "leader": 3, "log_end": 0}),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("unavailable"), "{body}");
+    // A trade through the front end still works, and the standby follows it.
+    let (status, body) = order(&c.frontend, "GameStart", TradeKind::Buy, 2);
+    assert_eq!(status, 200, "{body}");
+    wait_same_tables(&c, 1);
+}
