@@ -127,6 +127,11 @@ impl Control {
             .map(|_| ())
     }
 
+    /// Every process the launcher owns (name, address, pid, running).
+    pub async fn processes(&self) -> anyhow::Result<Vec<tradenet_actors::wire::control::Process>> {
+        self.call("GET", wire::CONTROL_PROCESSES).await
+    }
+
     /// Size and SHA-256 of each replica's order file.
     pub async fn digests(&self) -> anyhow::Result<Vec<Digest>> {
         self.call("GET", wire::CONTROL_DIGESTS).await

@@ -344,11 +344,31 @@ pub struct ChaosOpts {
     pub down: Duration,
     /// Total run time.
     pub duration: Duration,
+    /// Which kinds of process are killed: `replicas`, `catalogs`, `frontend`.
+    pub kill: Vec<String>,
 }
 
-/// `chaos`: a run during which a replica (the leader first) is SIGKILLed every `every` and
-/// restarted after `down`; reports what clients noticed and checks the replica files end
-/// identical. Writes `chaos.csv` and `chaos-timeline.svg`.
+/// The processes of the kinds `kill` names, by launcher name (`order-N`, `catalog`,
+/// `catalog-N`, `frontend`).
+fn victims(processes: &[tradenet_actors::wire::control::Process], kill: &[String]) -> Vec<String> {
+    processes
+        .iter()
+        .map(|p| p.name.clone())
+        .filter(|name| {
+            kill.iter().any(|k| match k.as_str() {
+                "replicas" => name.starts_with("order-"),
+                "catalogs" => name.starts_with("catalog"),
+                "frontend" => name == "frontend",
+                _ => false,
+            })
+        })
+        .collect()
+}
+
+/// `chaos`: a run during which a process of the kinds asked for (replicas by default: the
+/// leader first; catalogs: the primary first, the highest id) is SIGKILLed every `every` and
+/// restarted after `down`; reports what clients noticed and checks that the replica files and
+/// the catalogs' tables end identical. Writes `chaos.csv` and `chaos-timeline.svg`.
 pub fn chaos(
     base: &RunOpts,
     control: &Control,
@@ -379,16 +399,32 @@ pub fn chaos(
         while t0.elapsed() + chaos_opts.every + chaos_opts.down < chaos_opts.duration {
             tokio::time::sleep(chaos_opts.every).await;
             let status = frontend_status(&client, &frontend).await?;
-            let ids: Vec<u64> = status.replicas.iter().map(|r| r.id).collect();
-            anyhow::ensure!(!ids.is_empty(), "the front end lists no replicas");
-            let victim = match (round, status.leader) {
-                (0, Some(leader)) => leader,
-                _ => ids[rng.gen_range(0..ids.len())],
+            // The kinds take turns; the first turn of each kills the one that matters most
+            // (the leader; a catalog group's primary, the highest id), later turns any one.
+            let kind = &chaos_opts.kill[round % chaos_opts.kill.len()];
+            let names = victims(&control2.processes().await?, std::slice::from_ref(kind));
+            anyhow::ensure!(
+                !names.is_empty(),
+                "the launcher runs no process of the kind {kind:?}"
+            );
+            let leader = status.leader.map(|l| format!("order-{l}"));
+            let first = leader
+                .clone()
+                .filter(|l| names.contains(l))
+                .or_else(|| names.iter().max().cloned());
+            let name = match (round < chaos_opts.kill.len(), first) {
+                (true, Some(f)) => f,
+                _ => names[rng.gen_range(0..names.len())].clone(),
             };
-            let is_leader = status.leader == Some(victim);
-            let name = format!("order-{victim}");
+            let role = if Some(&name) == leader.as_ref() {
+                " (leader)"
+            } else if name.starts_with("catalog") {
+                " (catalog)"
+            } else {
+                ""
+            };
             control2.kill(&name).await?;
-            let label = format!("kill {name}{}", if is_leader { " (leader)" } else { "" });
+            let label = format!("kill {name}{role}");
             println!("{:7.2}s  {label}", t0.elapsed().as_secs_f64());
             marks.push((t0.elapsed().as_secs_f64(), label));
             tokio::time::sleep(chaos_opts.down).await;
@@ -445,15 +481,69 @@ pub fn chaos(
     for d in &digests.1 {
         println!("  {}: {} bytes, sha256 {}", d.name, d.bytes, d.sha256);
     }
+    // At rest, every catalog (a group's standbys follow the order log) holds the same table.
+    let control4 = control.clone();
+    let scheme = if base.frontend.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let tables = actix_rt::System::new().block_on(async move {
+        let client = crate::control::cluster_client(Duration::from_secs(5));
+        let catalogs: Vec<(String, String)> = control4
+            .processes()
+            .await?
+            .into_iter()
+            .filter(|p| p.name.starts_with("catalog"))
+            .map(|p| (p.name, format!("{scheme}://{}", p.addr)))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut seen = Vec::new();
+            for (name, url) in &catalogs {
+                let s = json_get::<wire::DataBody<CatalogStatus>>(
+                    &client,
+                    &format!("{url}{}", wire::STATUS),
+                )
+                .await
+                .map(|b| b.data);
+                seen.push((name.clone(), s.ok().map(|s| table_of(&s))));
+            }
+            let same = seen.iter().all(|(_, t)| t.is_some() && *t == seen[0].1);
+            if same || Instant::now() > deadline {
+                return Ok::<_, anyhow::Error>((same, seen));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })?;
+    for (name, t) in &tables.1 {
+        match t {
+            Some((last, _)) => println!("  {name}: {last} trades"),
+            None => println!("  {name}: no answer"),
+        }
+    }
     let errors: u64 = summaries.iter().map(|s| s.errors).sum();
     println!(
-        "replica files {}; {errors} client-visible errors; {} mismatches; wrote {} and {}",
+        "replica files {}; catalog tables {}; {errors} client-visible errors; {} mismatches; wrote {} and {}",
         if digests.0 { "identical" } else { "DIFFER" },
+        if tables.0 { "identical" } else { "DIFFER" },
         report_.mismatches.len(),
         out.join("chaos.csv").display(),
         svg.display()
     );
-    Ok(digests.0 && report_.mismatches.is_empty())
+    Ok(digests.0 && tables.0 && report_.mismatches.is_empty())
+}
+
+/// A catalog's table as `chaos` compares it: its last trade and every stock's quantity and
+/// volume.
+fn table_of(s: &CatalogStatus) -> (u64, Vec<(String, u64, u64)>) {
+    (
+        s.last_trade,
+        s.stocks
+            .iter()
+            .map(|x| (x.name.clone(), x.quantity, x.volume))
+            .collect(),
+    )
 }
 
 /// Groups samples into windows of `width_us` by start time.

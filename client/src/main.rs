@@ -145,6 +145,11 @@ enum Cmd {
         /// Restart it after this many seconds.
         #[arg(long, default_value_t = 2.0)]
         down: f64,
+        /// Which processes may be killed, comma-separated: replicas, catalogs (a catalog
+        /// group's primary first), frontend (give the client a second front end with
+        /// --frontend A,B so that its sessions move over).
+        #[arg(long, value_delimiter = ',', default_value = "replicas", value_parser = ["replicas", "catalogs", "frontend"])]
+        kill: Vec<String>,
         /// Output folder.
         #[arg(long, default_value = "results")]
         out: PathBuf,
@@ -279,6 +284,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
             duration,
             every,
             down,
+            kill,
             out,
         } => {
             let mut opts = load.opts();
@@ -287,6 +293,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
                 every: Duration::from_secs_f64(every),
                 down: Duration::from_secs_f64(down),
                 duration: Duration::from_secs_f64(duration),
+                kill,
             };
             experiments::chaos(&opts, &Control::new(&control), &chaos, &out)
         }
