@@ -14,9 +14,15 @@ PLAIN=http://$PLAIN_ADDR
 CONTROL=http://$CONTROL_ADDR
 
 "$BIN/tradenet-client" plain --addr "$PLAIN_ADDR" --workers 2 & track $!
-"$BIN/tradenet" --config "$work/bench.toml" up > "$work/up.out" 2> "$work/up.err" & track $!
-for _ in $(seq 1 200); do grep -q "Trade-Net is up" "$work/up.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "Trade-Net is up" "$work/up.out" || { cat "$work/up.err"; echo "exchange did not start"; exit 1; }
+start_exchange() { # config file
+  : > "$work/up.out"
+  "$BIN/tradenet" --config "$1" up > "$work/up.out" 2> "$work/up.err" & up_pid=$!
+  track $up_pid
+  for _ in $(seq 1 200); do grep -q "Trade-Net is up" "$work/up.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q "Trade-Net is up" "$work/up.out" || { cat "$work/up.err"; echo "exchange did not start"; exit 1; }
+}
+# One catalog first (bench.toml names [catalog] addr); a catalog group of two further down.
+start_exchange "$work/bench.toml"
 # `up` made a cluster secret; the client tool and curl need it for control and internal calls.
 export TRADENET__CLUSTER__SECRET_FILE="$work/data/cluster.secret"
 auth=(-H "Authorization: Bearer $(cat "$TRADENET__CLUSTER__SECRET_FILE")")
@@ -48,6 +54,22 @@ curl -s "${auth[@]}" -X POST "$CONTROL/control/v1/restart/frontend?cache_size=10
 "$BIN/tradenet-client" audit --catalog "http://$CAT_ADDR" --replica "http://$R3_ADDR" | tee -a "$out"
 "$BIN/tradenet-client" failover --frontend "$FE" --control "$CONTROL" --rounds 3 | tee -a "$out"
 "$BIN/tradenet-client" audit --catalog "http://$CAT_ADDR" --replica "http://$R3_ADDR" | tee -a "$out"
+
+# The same trades with a catalog group of two (issue 12): the primary at CAT_ADDR, a standby
+# following the order log at BASE+83, on a fresh data folder.
+kill -TERM "$up_pid"; wait "$up_pid" 2>/dev/null || true
+CAT2_ADDR=127.0.0.1:$((BASE + 83))
+sed "s|^data_dir = .*|data_dir = \"$work/data-two-catalogs\"|" "$work/bench.toml" > "$work/bench2.toml"
+printf '[[catalogs]]\nid = 1\naddr = "%s"\n[[catalogs]]\nid = 2\naddr = "%s"\n' "$CAT_ADDR" "$CAT2_ADDR" >> "$work/bench2.toml"
+# (It runs under the first exchange's secret, which TRADENET__CLUSTER__SECRET_FILE names.)
+start_exchange "$work/bench2.toml"
+bench warmup2 lookup "$FE" 8 > /dev/null
+bench trade_two_catalogs_c1 trade "$FE" 1
+bench trade_two_catalogs_c64 trade "$FE" 64
+sleep 1 # the standby follows the log once a heartbeat
+for c in "$CAT_ADDR" "$CAT2_ADDR"; do
+  "$BIN/tradenet-client" audit --catalog "http://$c" --replica "http://$R3_ADDR" | tee -a "$out"
+done
 
 # etcd beside it: a 3-member etcd 3.4 (Debian's etcd-server) on loopback, fsync on, measured
 # with the same load tool: durable puts through its JSON gateway, a fresh key each. An etcd
@@ -93,6 +115,9 @@ ratio hit_c64_rps_vs_plain hit_c64_rps plain_c64_rps
 ratio miss_c64_rps_vs_plain miss_c64_rps plain_c64_rps
 ratio query_c64_rps_vs_plain query_c64_rps plain_c64_rps
 ratio trade_c64_rps_vs_plain trade_c64_rps plain_c64_rps
+echo "== two catalogs vs one (issue 12: trades within 20%)"
+ratio trade_c64_rps_two_catalogs_vs_one trade_two_catalogs_c64_rps trade_c64_rps
+ratio trade_c1_p50_two_catalogs_vs_one trade_two_catalogs_c1_p50 trade_c1_p50
 if [ -n "$etcd_bin" ]; then
   ratio trade_c64_rps_vs_etcd trade_c64_rps etcd_put_c64_rps
   ratio trade_c1_p50_vs_etcd trade_c1_p50 etcd_put_c1_p50

@@ -16,7 +16,7 @@ const HELP: &str = "\
 simulate: drive the replication protocol through seeded schedules of crashes, pauses,
 partitions, drops, duplicates and reorders, checking DESIGN.md's rules after every step.
 
-USAGE: simulate [--seeds N] [--seed S] [--trace] [--flaw NAME]
+USAGE: simulate [--seeds N] [--seed S] [--trace] [--flaw NAME] [--catalogs N]
 
   --seeds N    run seeds 0..N (default 1000)
   --seed S     run only seed S (replays it exactly)
@@ -24,7 +24,12 @@ USAGE: simulate [--seeds N] [--seed S] [--trace] [--flaw NAME]
   --trace      print the trace of every failing seed (always on with --seed)
   --calm       no faults: only load (a baseline for the figures)
   --flaw NAME  run a deliberately broken machine: ack-before-followers, skip-epoch-check,
-               forget-request-ids, unbounded-batches (the checks must catch each)
+               forget-request-ids, unbounded-batches, catalog-serves-unsynced (the checks
+               must catch each; the last needs --catalogs 2)
+  --catalogs N 1 (default): the catalog model; 2 or more: a catalog group of real catalog
+               nodes that crash and restart, the front ends electing the primary
+  --no-replica-faults  replicas neither crash nor pause (catalogs, links and messages still
+               fail): catalog failover on its own
 ";
 
 fn main() {
@@ -34,6 +39,8 @@ fn main() {
     let mut trace = false;
     let mut flaw = None;
     let mut calm = false;
+    let mut catalogs = 1u64;
+    let mut no_replica_faults = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -46,12 +53,15 @@ fn main() {
             "--seed" => only = Some(number(&value("--seed"))),
             "--trace" => trace = true,
             "--calm" => calm = true,
+            "--no-replica-faults" => no_replica_faults = true,
+            "--catalogs" => catalogs = number(&value("--catalogs")),
             "--flaw" => {
                 flaw = Some(match value("--flaw").as_str() {
                     "ack-before-followers" => Flaw::AckBeforeFollowers,
                     "skip-epoch-check" => Flaw::SkipEpochCheck,
                     "forget-request-ids" => Flaw::ForgetRequestIds,
                     "unbounded-batches" => Flaw::UnboundedBatches,
+                    "catalog-serves-unsynced" => Flaw::CatalogServesUnsynced,
                     other => fail(&format!("unknown flaw {other:?}")),
                 })
             }
@@ -72,6 +82,8 @@ fn main() {
         let mut cfg = SimConfig::new(seed);
         cfg.flaw = flaw;
         cfg.faults = !calm;
+        cfg.catalogs = catalogs;
+        cfg.replica_faults = !no_replica_faults;
         let report = run(cfg.clone());
         schedules += 1;
         acked += report.acked;

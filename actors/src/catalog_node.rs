@@ -38,6 +38,8 @@ pub struct Config {
     pub page: usize,
     /// A read not answered within this long is given up.
     pub read_timeout: Millis,
+    /// Test only (`Flaw::CatalogServesUnsynced`): a primary serves without catching up.
+    pub serve_unsynced: bool,
 }
 
 /// How a catalog reports itself.
@@ -204,6 +206,10 @@ pub struct CatalogNode {
     reading: Option<Reading>,
     /// Where the next read starts when not at the confirmed point (a page left a gap).
     read_from: Option<u64>,
+    /// A read of the log in several pages: (replica, its epoch, how far this read compared
+    /// the table with its log). The confirmed point only moves to what a leader acknowledged,
+    /// so the pages of one pass go on from here, not from it.
+    sweep: Option<(NodeId, Epoch, u64)>,
     next_read: Millis,
     next_id: u64,
     ticket: u64,
@@ -227,6 +233,7 @@ impl CatalogNode {
             probe: 0,
             reading: None,
             read_from: None,
+            sweep: None,
             next_read: now,
             next_id: 1,
             ticket: 0,
@@ -403,12 +410,15 @@ impl CatalogNode {
                 known: self.table.epoch(),
             });
         }
+        if self.cfg.serve_unsynced {
+            self.serving = Some(epoch);
+            return Ok(());
+        }
         if self.serving == Some(epoch) && log_end <= self.table.last_seq() {
-            // Everything in this leader's log is this catalog's or matched it: confirmed.
-            let upto = log_end.max(self.table.confirmed());
-            if let Some(entry) = self.table.confirm(upto) {
-                self.journal(entry);
-            }
+            // Nothing is confirmed here: this leader's log past what it acknowledged may still
+            // be replaced by the next leader's (a dead leader's unreplicated tail). The
+            // confirmed point moves only with a leader's acknowledged point, when the log is
+            // read.
             return Ok(());
         }
         match &mut self.target {
@@ -516,9 +526,11 @@ impl CatalogNode {
         let id = self.next_id;
         self.next_id += 1;
         self.reading = Some((id, to, self.now));
+        let swept = self.sweep.filter(|s| s.0 == to).map(|s| s.2);
         let from = self
             .read_from
             .take()
+            .or(swept)
             .unwrap_or(self.table.confirmed())
             .min(self.table.last_seq());
         self.out.push(Effect::Read {
@@ -529,6 +541,19 @@ impl CatalogNode {
                 limit: self.cfg.page,
             },
         });
+    }
+
+    /// Caught up with leader epoch `epoch`'s log of `log_end` orders: serves it. Trades past
+    /// the log's end stay, as with one catalog: none of their request ids is in the log (the
+    /// table matches it up to its end, and a request id is traded once per table), so the
+    /// leader records them when it reads the trades back (`trades/since`) — they may be
+    /// orders an earlier leader acknowledged whose replicas are all down.
+    fn serve(&mut self, epoch: Epoch, log_end: u64) {
+        log::info!(
+            "catalog {}: caught up with the order log ({log_end} orders, leader epoch {epoch}); serving",
+            self.cfg.id
+        );
+        self.serving = Some(epoch);
     }
 
     fn on_reply(&mut self, from: NodeId, id: u64, result: Result<OrdersPage, Error>) {
@@ -568,7 +593,11 @@ impl CatalogNode {
         // this page's leader has acknowledged (a leader taking over promises nothing yet).
         let confirmed = self.table.confirmed();
         let may_confirm = confirmed.max(page.acknowledged);
-        match follow(&mut self.table, confirmed, &page.orders) {
+        let compared = match self.sweep.take() {
+            Some((s, e, upto)) if s == from && e == page.epoch => upto.max(confirmed),
+            _ => confirmed,
+        };
+        match follow(&mut self.table, compared, &page.orders) {
             Ok(Ok(f)) => {
                 if f.undone > 0 {
                     log::warn!(
@@ -585,16 +614,12 @@ impl CatalogNode {
                 }
                 let done = f.confirmed >= page.log_end;
                 if !done {
-                    // More to read: at once.
+                    // More to read: at once, on from where this page ended.
+                    self.sweep = Some((from, page.epoch, f.confirmed));
                     self.next_read = self.now;
                 } else if let Some((_, epoch, log_end)) = self.target {
                     if page.log_end >= log_end {
-                        log::info!(
-                            "catalog {}: caught up with the order log ({} orders, epoch {epoch}); serving",
-                            self.cfg.id,
-                            page.log_end
-                        );
-                        self.serving = Some(epoch);
+                        self.serve(epoch, page.log_end);
                         self.target = None;
                     } else {
                         self.next_read = self.now;
@@ -602,9 +627,10 @@ impl CatalogNode {
                 } else if self.role() == Role::CatchingUp {
                     // No leader has called yet: the leader's whole durable log (every order
                     // it acknowledged) is in the table, so lookups may be answered. A call
-                    // with a longer log makes it catch up again first (`admit`).
+                    // with a longer log, or the first call of a new term, makes it catch up
+                    // again first (`admit`).
                     log::info!(
-                        "catalog {}: caught up with leader {from}'s order log ({} orders, epoch {}); serving",
+                        "catalog {}: caught up with leader {from}'s order log ({} orders, epoch {}); serving lookups",
                         self.cfg.id,
                         page.log_end,
                         page.epoch
@@ -613,6 +639,7 @@ impl CatalogNode {
                 }
             }
             Ok(Err(Stall::Gap { from })) => {
+                self.sweep = None;
                 self.read_from = Some(from);
                 self.next_read = self.now;
             }
@@ -685,6 +712,7 @@ mod tests {
                 follow_every: 100,
                 page: 2,
                 read_timeout: 1000,
+                serve_unsynced: false,
             };
             let table = Catalog::new(&seeds(), 100).unwrap();
             World {

@@ -140,6 +140,13 @@ fn rows() -> Vec<Row> {
         connected: true,
         incarnation: Some(7),
     };
+    let catalog_view = CatalogView {
+        id: 2,
+        addr: "127.0.0.1:8086".into(),
+        role: "primary".into(),
+        last_trade: Some(9),
+        epoch: Some(4),
+    };
     let view = ReplicaView {
         id: 3,
         addr: "127.0.0.1:8093".into(),
@@ -380,10 +387,13 @@ fn rows() -> Vec<Row> {
                 ex(FrontendStatus {
                     cache: CacheStatus::default(),
                     catalog: link.clone(),
+                    catalog_primary: Some(2),
+                    catalogs: vec![catalog_view.clone()],
                     epoch: 2,
                     leader: Some(3),
                     replicas: vec![view.clone()],
                 }),
+                ex(catalog_view),
                 ex(CacheStatus::default()),
                 ex(link),
                 ex(view),

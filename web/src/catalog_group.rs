@@ -79,6 +79,7 @@ impl NodeDriver {
             follow_every: follow_ms.max(1),
             page: 2_000,
             read_timeout: opts.timeout.as_millis() as u64,
+            serve_unsynced: false,
         };
         NodeDriver {
             node: CatalogNode::new(cfg, table, 0),

@@ -290,6 +290,8 @@ async fn status(state: web::Data<FrontendState>) -> ApiResult<HttpResponse> {
     Ok(ok(FrontendStatus {
         cache,
         catalog: link,
+        catalog_primary: sup.catalog_primary,
+        catalogs: sup.catalogs,
         epoch: sup.epoch,
         leader: sup.leader,
         replicas: sup.replicas,

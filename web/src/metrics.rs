@@ -583,6 +583,8 @@ mod tests {
             epoch: 4,
             elections: 2,
             replicas: vec![view(1, false, None), view(3, true, Some(7))],
+            catalog_primary: None,
+            catalogs: Vec::new(),
         };
         let cache = CacheStatus {
             capacity: 10,

@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use tradenet_actors::cache::CacheStatus;
 use tradenet_actors::types::TradeKind;
 use tradenet_actors::wire::frontend::{
-    CatalogLinkStatus, FrontendStatus, OrderPlaced, OrderRequest, OrderView, ReplicaView, Stock,
+    CatalogLinkStatus, CatalogView, FrontendStatus, OrderPlaced, OrderRequest, OrderView,
+    ReplicaView, Stock,
 };
 use tradenet_actors::wire::{self, DataBody, ErrorBody, ErrorKind, ErrorObject, Health};
 use utoipa::OpenApi;
@@ -51,6 +52,7 @@ use utoipa::OpenApi;
         FrontendStatus,
         ReplicaView,
         CatalogLinkStatus,
+        CatalogView,
         CacheStatus,
         ErrorBody,
         ErrorObject,

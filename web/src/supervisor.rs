@@ -17,10 +17,11 @@ use futures::future::join_all;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tradenet_actors::replication::supervision::{Election, Seen, Supervision};
+use tradenet_actors::replication::supervision::{CatalogElection, CatalogSeen, Supervision};
 use tradenet_actors::replication::{CatalogTerm, ReplicaState, Term};
 use tradenet_actors::wire::catalog::CatalogState;
-use tradenet_actors::wire::{self, frontend::ReplicaView, replica::Accepted};
+use tradenet_actors::wire::frontend::{CatalogView, ReplicaView};
+use tradenet_actors::wire::{self, replica::Accepted};
 
 /// The base URL lookups and the catalog link use: the one catalog, or the group's primary
 /// (`None` while no catalog of the group is live). Shared by the supervisor, which sets it,
@@ -48,57 +49,42 @@ impl CatalogPrimary {
 struct CatalogGroup {
     /// (id, address), in configuration order.
     members: Vec<(u64, String)>,
-    election: Election,
+    election: CatalogElection,
     /// The last heartbeat's answers, in configuration order.
     seen: Vec<Option<CatalogState>>,
     primary: CatalogPrimary,
-    /// Primary changes seen, for `/status`.
-    failovers: u64,
 }
 
 impl CatalogGroup {
-    /// Decides from a round's answers (catalogs and replicas); what to announce to whom:
-    /// (address, path, term).
+    /// Decides from a round's answers (catalogs and replicas) with the pure rule
+    /// (`supervision::CatalogElection`); what to announce to whom: (address, term).
     fn decide(
         &mut self,
         catalogs: Vec<Option<CatalogState>>,
         replicas: &[Option<ReplicaState>],
         replica_addrs: &[String],
     ) -> Vec<(String, CatalogTerm)> {
-        // A catalog term a replica holds (a dead catalog's choice) must not be reused.
-        for r in replicas.iter().flatten() {
-            self.election.see(r.catalog_term.epoch);
-        }
-        let live: Vec<Seen> = catalogs
+        let seen: Vec<CatalogSeen> = catalogs
             .iter()
             .flatten()
-            .map(|c| Seen {
+            .map(|c| CatalogSeen {
                 id: c.id,
-                term: Term {
-                    epoch: c.term.epoch,
-                    leader: c.term.primary,
-                },
-                leading: c.term.primary == Some(c.id),
+                term: c.term,
             })
             .collect();
-        let before = self.election.leader();
-        let d = self.election.decide(&live);
+        let held: Vec<Option<CatalogTerm>> = replicas
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.catalog_term))
+            .collect();
+        let before = self.election.primary();
+        let d = self.election.decide(&seen, &held);
         self.seen = catalogs;
-        let term = CatalogTerm {
-            epoch: d.epoch,
-            primary: d.leader,
-        };
-        if d.leader != before {
-            let url = d.leader.and_then(|id| {
-                let (_, addr) = self.members.iter().find(|(m, _)| *m == id)?;
-                Some((id, crate::config::url(addr)))
-            });
-            match d.leader {
+        if d.changed {
+            match d.primary {
                 Some(id) => {
-                    self.failovers += u64::from(before.is_some());
                     log::info!(
                         "catalog {id} is primary (catalog epoch {}){}",
-                        d.epoch,
+                        d.term.epoch,
                         before.map_or(String::new(), |b| format!(
                             "; was catalog {b}: the front end resubscribes and empties its cache"
                         ))
@@ -108,29 +94,24 @@ impl CatalogGroup {
                     log::warn!("no catalog of the group is live: lookups and trades wait for one")
                 }
             }
+            let url = d.primary.and_then(|id| {
+                let (_, addr) = self.members.iter().find(|(m, _)| *m == id)?;
+                Some((id, crate::config::url(addr)))
+            });
             self.primary.set(url);
         }
-        if d.leader.is_none() {
-            return Vec::new();
-        }
-        let mut out: Vec<(String, CatalogTerm)> = self
-            .seen
+        let term = d.term;
+        d.tell_catalogs
             .iter()
-            .flatten()
-            .filter(|c| c.term != term)
-            .filter_map(|c| {
-                let (_, addr) = self.members.iter().find(|(m, _)| *m == c.id)?;
-                Some((addr.clone(), term))
-            })
-            .collect();
-        out.extend(
-            replicas
-                .iter()
-                .zip(replica_addrs)
-                .filter(|(s, _)| s.as_ref().is_some_and(|s| s.catalog_term != term))
-                .map(|(_, addr)| (addr.clone(), term)),
-        );
-        out
+            .filter_map(|id| self.members.iter().find(|(m, _)| m == id))
+            .map(|(_, addr)| (addr.clone(), term))
+            .chain(
+                d.tell_replicas
+                    .iter()
+                    .filter_map(|i| replica_addrs.get(*i))
+                    .map(|addr| (addr.clone(), term)),
+            )
+            .collect()
     }
 }
 
@@ -186,13 +167,12 @@ impl Supervisor {
                     .into_iter()
                     .map(|c| (c.id, c.addr))
                     .collect();
-                let stride = members.iter().map(|m| m.0).max().unwrap_or(0) + 1;
+                let ids: Vec<u64> = members.iter().map(|m| m.0).collect();
                 CatalogGroup {
                     seen: vec![None; members.len()],
                     members,
-                    election: Election::with_stride(stride),
+                    election: CatalogElection::new(&ids),
                     primary,
-                    failovers: 0,
                 }
             }),
         }
@@ -362,6 +342,10 @@ pub struct SupervisorStatus {
     pub elections: u64,
     /// Every configured replica.
     pub replicas: Vec<ReplicaView>,
+    /// A catalog group's primary.
+    pub catalog_primary: Option<u64>,
+    /// Every catalog of a group (empty for one catalog).
+    pub catalogs: Vec<CatalogView>,
 }
 
 /// Asks for the supervisor's status.
@@ -391,6 +375,30 @@ impl Handler<GetStatus> for Supervisor {
             epoch: self.rule.epoch(),
             elections: self.elections,
             replicas,
+            catalog_primary: self.catalogs.as_ref().and_then(|g| g.election.primary()),
+            catalogs: self
+                .catalogs
+                .as_ref()
+                .map(|g| {
+                    g.members
+                        .iter()
+                        .zip(&g.seen)
+                        .map(|((id, addr), seen)| CatalogView {
+                            id: *id,
+                            addr: addr.clone(),
+                            role: match seen {
+                                Some(s) => serde_json::to_value(s.role)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(String::from))
+                                    .unwrap_or_default(),
+                                None => "down".into(),
+                            },
+                            last_trade: seen.map(|s| s.last_trade),
+                            epoch: seen.map(|s| s.term.epoch),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }

@@ -87,6 +87,9 @@ pub enum Flaw {
     ForgetRequestIds,
     /// Batches are bounded by count only, not bytes.
     UnboundedBatches,
+    /// A catalog made primary serves at once, without catching up with the order log first
+    /// (catalog failover; the simulator's catalog group).
+    CatalogServesUnsynced,
 }
 
 /// A durable write to execute, in order. Each has a ticket; `Event::Durable(t)` says every

@@ -635,3 +635,185 @@ mod tests {
         assert_eq!((d.leader, d.epoch), (Some(2), 8));
     }
 }
+
+/// What a heartbeat learned about one catalog of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatalogSeen {
+    /// Catalog id.
+    pub id: NodeId,
+    /// The catalog term it holds.
+    pub term: super::msg::CatalogTerm,
+}
+
+/// What a catalog round decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatalogDecision {
+    /// The primary, if a catalog is live.
+    pub primary: Option<NodeId>,
+    /// The current catalog term.
+    pub term: super::msg::CatalogTerm,
+    /// The primary changed in this round (the front end flushes its cache and resubscribes).
+    pub changed: bool,
+    /// Catalogs (by id) to tell the term.
+    pub tell_catalogs: Vec<NodeId>,
+    /// Replicas (by index in the round's answers) to tell the term.
+    pub tell_replicas: Vec<usize>,
+}
+
+/// The supervisor's rule for a catalog group (`docs/catalog-failover.md`): the replicas' rule
+/// applied to catalogs. The highest-id live catalog is primary; a change opens a catalog epoch
+/// above every one a catalog or a replica holds (a dead catalog's term lives on in the
+/// replicas); every live catalog and replica that does not hold the term is told it.
+///
+/// One missed heartbeat is not a death: a catalog stays live, with what it last said, until
+/// it has missed `CATALOG_MISSES` rounds in a row (a dropped answer or a busy moment must not
+/// move the primary, which costs a catch-up and a cache flush at every front end).
+#[derive(Clone, Debug)]
+pub struct CatalogElection {
+    election: Election,
+    /// Per catalog id: what it last said and how many rounds it has missed since.
+    last: std::collections::BTreeMap<NodeId, (CatalogSeen, u32)>,
+}
+
+/// Rounds a catalog may miss in a row and still count as live.
+pub const CATALOG_MISSES: u32 = 3;
+
+impl CatalogElection {
+    /// An election among catalogs with ids `ids`.
+    pub fn new(ids: &[NodeId]) -> CatalogElection {
+        CatalogElection {
+            election: Election::with_stride(ids.iter().max().map_or(1, |m| m + 1)),
+            last: Default::default(),
+        }
+    }
+
+    /// The primary, if any.
+    pub fn primary(&self) -> Option<NodeId> {
+        self.election.leader()
+    }
+
+    /// Decides from the catalogs that answered and the catalog terms the replicas that
+    /// answered hold (`None`: no answer).
+    pub fn decide(
+        &mut self,
+        catalogs: &[CatalogSeen],
+        replicas: &[Option<super::msg::CatalogTerm>],
+    ) -> CatalogDecision {
+        for t in replicas.iter().flatten() {
+            self.election.see(t.epoch);
+        }
+        for (_, missed) in self.last.values_mut() {
+            *missed += 1;
+        }
+        for c in catalogs {
+            self.last.insert(c.id, (*c, 0));
+        }
+        self.last.retain(|_, (_, missed)| *missed < CATALOG_MISSES);
+        let answered: Vec<NodeId> = catalogs.iter().map(|c| c.id).collect();
+        let catalogs: Vec<CatalogSeen> = self.last.values().map(|(c, _)| *c).collect();
+        let live: Vec<Seen> = catalogs
+            .iter()
+            .map(|c| Seen {
+                id: c.id,
+                term: Term {
+                    epoch: c.term.epoch,
+                    leader: c.term.primary,
+                },
+                leading: c.term.primary == Some(c.id),
+            })
+            .collect();
+        let before = self.election.leader();
+        let d = self.election.decide(&live);
+        let term = super::msg::CatalogTerm {
+            epoch: d.epoch,
+            primary: d.leader,
+        };
+        let (tell_catalogs, tell_replicas) = if d.leader.is_some() {
+            (
+                catalogs
+                    .iter()
+                    .filter(|c| c.term != term && answered.contains(&c.id))
+                    .map(|c| c.id)
+                    .collect(),
+                replicas
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.is_some_and(|t| t != term))
+                    .map(|(i, _)| i)
+                    .collect(),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        CatalogDecision {
+            primary: d.leader,
+            term,
+            changed: d.leader != before,
+            tell_catalogs,
+            tell_replicas,
+        }
+    }
+}
+
+#[cfg(test)]
+mod catalog_election_tests {
+    use super::*;
+    use crate::replication::msg::CatalogTerm;
+
+    fn seen(id: NodeId, epoch: u64, primary: Option<NodeId>) -> CatalogSeen {
+        CatalogSeen {
+            id,
+            term: CatalogTerm { epoch, primary },
+        }
+    }
+
+    #[test]
+    fn the_highest_live_catalog_is_primary_in_an_epoch_above_every_one_held() {
+        let mut e = CatalogElection::new(&[1, 2]);
+        // A replica still holds epoch 7 from a catalog that is down.
+        let held = Some(CatalogTerm {
+            epoch: 7,
+            primary: Some(2),
+        });
+        let d = e.decide(&[seen(1, 3, Some(2))], &[held, None]);
+        assert_eq!(d.primary, Some(1));
+        assert!(d.changed);
+        assert!(d.term.epoch > 7, "{d:?}");
+        assert_eq!(d.tell_catalogs, vec![1]);
+        assert_eq!(d.tell_replicas, vec![0]);
+        // Catalog 2 returns: it takes over in a newer epoch; both catalogs are told.
+        let t = d.term;
+        let d2 = e.decide(
+            &[seen(1, t.epoch, Some(1)), seen(2, 7, Some(2))],
+            &[Some(t)],
+        );
+        assert_eq!(d2.primary, Some(2));
+        assert!(d2.term.epoch > t.epoch);
+        assert_eq!(d2.tell_catalogs, vec![1, 2]);
+        // Everyone holds it: nothing to say, nothing changed.
+        let t2 = d2.term;
+        let d3 = e.decide(
+            &[seen(1, t2.epoch, t2.primary), seen(2, t2.epoch, t2.primary)],
+            &[Some(t2)],
+        );
+        assert_eq!(
+            (d3.changed, d3.tell_catalogs.len(), d3.tell_replicas.len()),
+            (false, 0, 0)
+        );
+        // Silent for a round or two: still primary (a dropped answer moves nothing).
+        for _ in 1..CATALOG_MISSES {
+            let d = e.decide(&[seen(1, t2.epoch, t2.primary)], &[Some(t2)]);
+            assert_eq!((d.primary, d.changed), (Some(2), false));
+        }
+        // Silent for CATALOG_MISSES rounds: catalog 1 takes over.
+        let d4 = e.decide(&[seen(1, t2.epoch, t2.primary)], &[Some(t2)]);
+        assert_eq!((d4.primary, d4.changed), (Some(1), true));
+        // None live at all: no primary, nothing announced.
+        for _ in 0..CATALOG_MISSES {
+            e.decide(&[], &[Some(d4.term)]);
+        }
+        let d5 = e.decide(&[], &[Some(d4.term)]);
+        assert_eq!(d5.primary, None);
+        assert!(d5.tell_replicas.is_empty());
+    }
+}

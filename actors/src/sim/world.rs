@@ -4,13 +4,17 @@
 
 use super::catalog::CatalogModel;
 use super::check::Checker;
+use crate::catalog::{Catalog, JournalEntry};
+use crate::catalog_node::{self, CatalogNode, NodeState};
 use crate::orderlog::{Order, OrderLog};
 use crate::replication::supervision::Supervision;
+use crate::replication::supervision::{CatalogElection, CatalogSeen};
+use crate::replication::CatalogTerm;
 use crate::replication::{
     CatalogAnswer, CatalogCall, Config, Effect, Envelope, Event, Flaw, Millis, NodeId, PlaceOrder,
     Replica, ReplicaState, Request, Response, Term, Write,
 };
-use crate::types::{RequestId, TradeKind};
+use crate::types::{RequestId, StockSeed, TradeKind};
 use crate::Error;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -48,6 +52,17 @@ pub struct SimConfig {
     pub flaw: Option<Flaw>,
     /// Keep a readable trace of every event (for replaying a failing seed).
     pub trace: bool,
+    /// Catalogs: 1 is the catalog model (never loses what it applied, can be unreachable);
+    /// 2 or more is a catalog group of real `CatalogNode`s that crash and restart, with the
+    /// front ends electing the primary (`docs/catalog-failover.md`). The group's failure
+    /// model is one failure at a time between catalogs and replicas: a catalog crashes only
+    /// while every replica is up, and no replica crashes or pauses while a catalog is down
+    /// (partitions, drops and duplicates go on throughout). Without that limit an order
+    /// acknowledged while both followers lag, held by the leader and the primary catalog
+    /// only, is lost when both die before a standby read it (docs/catalog-failover.md).
+    pub catalogs: u64,
+    /// Crash and pause replicas (false: catalogs, links and messages fail, replicas do not).
+    pub replica_faults: bool,
 }
 
 impl SimConfig {
@@ -64,6 +79,8 @@ impl SimConfig {
             faults: true,
             flaw: None,
             trace: false,
+            catalogs: 1,
+            replica_faults: true,
         }
     }
 }
@@ -92,6 +109,9 @@ enum Net {
     Reply(u64, Result<Response, Error>),
     Catalog(u64, CatalogCall),
     CatalogReply(u64, Result<CatalogAnswer, Error>),
+    /// A front end's heartbeat or term to a catalog of a group, and its answer.
+    CatReq(u64, catalog_node::Request),
+    CatReply(u64, Result<catalog_node::Response, Error>),
 }
 
 #[derive(Debug)]
@@ -108,6 +128,24 @@ enum Ev {
     Restart(NodeId),
     Resume(NodeId),
     Heal(NodeId, NodeId),
+    CatTick(u64, u64),
+    CatRestart(u64),
+}
+
+/// Why a catalog node was asked something: to answer a replica's call, or a front end.
+enum CatAsk {
+    Call { replica: NodeId, id: u64 },
+    Frontend { fe: NodeId, id: u64 },
+}
+
+/// One catalog of a group: its machine while up, its journal (every line durable at once:
+/// the real journal's group commit is tested on its own), what it was asked.
+struct CatNode {
+    node: Option<CatalogNode>,
+    journal: Vec<JournalEntry>,
+    incarnation: u64,
+    asks: HashMap<u64, CatAsk>,
+    next: u64,
 }
 
 struct Disk {
@@ -151,6 +189,10 @@ struct Frontend {
     next_id: u64,
     pending: BTreeMap<u64, Pending>,
     by_msg: HashMap<u64, u64>,
+    /// A catalog group's election, and this round's catalog answers (message id -> index).
+    cat: Option<CatalogElection>,
+    cat_asked: HashMap<u64, usize>,
+    cat_seen: Vec<Option<NodeState>>,
 }
 
 struct Client {
@@ -178,6 +220,8 @@ pub(super) struct World {
     replicas: Vec<ReplicaNode>,
     pub catalog: CatalogModel,
     catalog_down: bool,
+    /// A catalog group (empty: the model above).
+    cats: Vec<CatNode>,
     frontends: Vec<Frontend>,
     clients: Vec<Client>,
     cut: HashSet<(NodeId, NodeId)>,
@@ -231,8 +275,25 @@ impl World {
                 next_id: 1,
                 pending: BTreeMap::new(),
                 by_msg: HashMap::new(),
+                cat: (cfg.catalogs > 1)
+                    .then(|| CatalogElection::new(&(1..=cfg.catalogs).collect::<Vec<_>>())),
+                cat_asked: HashMap::new(),
+                cat_seen: Vec::new(),
             })
             .collect();
+        let cats = if cfg.catalogs > 1 {
+            (0..cfg.catalogs)
+                .map(|_| CatNode {
+                    node: None,
+                    journal: Vec::new(),
+                    incarnation: 0,
+                    asks: HashMap::new(),
+                    next: 1,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let clients = (0..cfg.clients)
             .map(|i| Client {
                 frontend: i % cfg.frontends.max(1),
@@ -251,6 +312,7 @@ impl World {
             replicas,
             catalog: CatalogModel::new(&STOCKS, 40),
             catalog_down: false,
+            cats,
             frontends,
             clients,
             cut: HashSet::new(),
@@ -289,6 +351,9 @@ impl World {
     fn run(&mut self) {
         for id in 1..=self.cfg.replicas {
             self.start_replica(id);
+        }
+        for c in 1..=self.cats.len() as u64 {
+            self.start_catalog(c);
         }
         for f in 0..self.frontends.len() {
             self.at(f as Millis, Ev::Round(f));
@@ -358,6 +423,18 @@ impl World {
                 }
             }
             Ev::Resume(id) => self.resume(id),
+            Ev::CatTick(c, inc) => {
+                let cat = &self.cats[(c - 1) as usize];
+                if cat.incarnation == inc && cat.node.is_some() {
+                    self.step_catalog(c, catalog_node::Event::Tick);
+                    self.at(self.now + TICK, Ev::CatTick(c, inc));
+                }
+            }
+            Ev::CatRestart(c) => {
+                if self.cats[(c - 1) as usize].node.is_none() {
+                    self.start_catalog(c);
+                }
+            }
             Ev::Heal(a, b) => {
                 self.cut.remove(&(a, b));
                 if a == CATALOG || b == CATALOG {
@@ -382,6 +459,9 @@ impl World {
     }
 
     fn deliver(&mut self, from: NodeId, to: NodeId, net: Net) {
+        if to > CATALOG && to < FRONTEND_BASE {
+            return self.deliver_to_catalog(from, to - CATALOG, net);
+        }
         if to == CATALOG {
             if let Net::Catalog(id, call) = net {
                 if self.catalog_down {
@@ -411,8 +491,15 @@ impl World {
         }
         if to >= FRONTEND_BASE {
             let f = (to - FRONTEND_BASE) as usize;
-            if let Net::Reply(id, result) = net {
-                self.frontend_reply(f, from, id, result);
+            match net {
+                Net::Reply(id, result) => self.frontend_reply(f, from, id, result),
+                Net::CatReply(id, Ok(catalog_node::Response::State(st))) => {
+                    let fe = &mut self.frontends[f];
+                    if let Some(i) = fe.cat_asked.remove(&id) {
+                        fe.cat_seen[i] = Some(st);
+                    }
+                }
+                _ => {}
             }
             return;
         }
@@ -453,7 +540,7 @@ impl World {
             }
             Net::Reply(id, result) => Event::Reply { from, id, result },
             Net::CatalogReply(id, result) => Event::CatalogReply { id, result },
-            Net::Catalog(..) => return,
+            Net::Catalog(..) | Net::CatReq(..) | Net::CatReply(..) => return,
         };
         let before = self.replicas[(to - 1) as usize]
             .machine
@@ -557,8 +644,15 @@ impl World {
                     }
                     self.send(id, to.from, Net::Reply(to.id, result))
                 }
-                Effect::Catalog { id: cid, call, .. } => {
-                    self.send(id, CATALOG, Net::Catalog(cid, call))
+                Effect::Catalog { id: cid, call, to } => {
+                    // A group: the primary of the replica's catalog term (the highest id
+                    // before any term, as the real driver does).
+                    let target = if self.cats.is_empty() {
+                        CATALOG
+                    } else {
+                        CATALOG + to.unwrap_or(self.cats.len() as u64)
+                    };
+                    self.send(id, target, Net::Catalog(cid, call))
                 }
                 Effect::Write(w) => {
                     if let Write::Append { lines, .. } = &w {
@@ -651,7 +745,23 @@ impl World {
         let next = self.now + self.rng.gen_range(50..250);
         self.at(next, Ev::Fault);
         let id = self.rng.gen_range(1..=self.cfg.replicas);
-        match self.rng.gen_range(0..10) {
+        // With a catalog group, one failure at a time between the two kinds: no replica
+        // crashes or pauses while a catalog is down, and a catalog crashes only while every
+        // replica is up (see `SimConfig::catalogs`).
+        let catalog_down = self.cats.iter().any(|c| c.node.is_none());
+        let replicas_whole = self
+            .replicas
+            .iter()
+            .all(|n| n.machine.is_some() && !n.paused);
+        let kind = self.rng.gen_range(0..10);
+        if !self.cats.is_empty() && ((catalog_down && kind <= 4) || (!replicas_whole && kind == 9))
+        {
+            return;
+        }
+        if !self.cfg.replica_faults && kind <= 4 {
+            return;
+        }
+        match kind {
             0..=2 => {
                 if self.replicas[(id - 1) as usize].machine.is_some() {
                     self.crash(id);
@@ -671,7 +781,11 @@ impl World {
             5..=7 => {
                 // Cut one direction of one link (or both), for a while.
                 let mut ends: Vec<NodeId> = (1..=self.cfg.replicas).collect();
-                ends.push(CATALOG);
+                if self.cats.is_empty() {
+                    ends.push(CATALOG);
+                } else {
+                    ends.extend((1..=self.cats.len() as NodeId).map(|c| CATALOG + c));
+                }
                 ends.extend((0..self.cfg.frontends).map(|f| FRONTEND_BASE + f as NodeId));
                 let a = ends[self.rng.gen_range(0..ends.len())];
                 let b = ends[self.rng.gen_range(0..ends.len())];
@@ -706,6 +820,19 @@ impl World {
                 }
                 self.note(|| format!("CUT replica {id} from the front ends until {until} ms"));
             }
+            _ if !self.cats.is_empty() => {
+                // A catalog of the group crashes (the primary most often: the highest id).
+                let c = if self.rng.gen_bool(0.5) {
+                    self.cats.len() as u64
+                } else {
+                    self.rng.gen_range(1..=self.cats.len() as u64)
+                };
+                if self.cats[(c - 1) as usize].node.is_some() {
+                    self.crash_catalog(c);
+                    let back = self.now + self.rng.gen_range(20..600);
+                    self.at(back, Ev::CatRestart(c));
+                }
+            }
             _ => {
                 if !self.catalog_down {
                     self.catalog_down = true;
@@ -728,6 +855,11 @@ impl World {
                 self.start_replica(id);
             } else {
                 self.resume(id);
+            }
+        }
+        for c in 1..=self.cats.len() as u64 {
+            if self.cats[(c - 1) as usize].node.is_none() {
+                self.start_catalog(c);
             }
         }
     }
@@ -757,8 +889,20 @@ impl World {
             sends.push((i as NodeId + 1, id));
         }
         fe.round = Some((no, asked, vec![None; self.cfg.replicas as usize]));
+        let mut cat_sends = Vec::new();
+        fe.cat_asked.clear();
+        fe.cat_seen = vec![None; self.cats.len()];
+        for c in 0..self.cats.len() {
+            let id = fe.next_id;
+            fe.next_id += 1;
+            fe.cat_asked.insert(id, c);
+            cat_sends.push((CATALOG + c as NodeId + 1, id));
+        }
         for (to, id) in sends {
             self.send(from, to, Net::Request(id, Request::State));
+        }
+        for (to, id) in cat_sends {
+            self.send(from, to, Net::CatReq(id, catalog_node::Request::State));
         }
         self.at(self.now + HEARTBEAT, Ev::RoundEnd(f, no));
     }
@@ -769,6 +913,35 @@ impl World {
             return;
         }
         let (_, _, states) = fe.round.take().expect("checked");
+        let mut cat_sends: Vec<(NodeId, Net)> = Vec::new();
+        if let Some(election) = &mut fe.cat {
+            let seen: Vec<CatalogSeen> = fe
+                .cat_seen
+                .iter()
+                .flatten()
+                .map(|s| CatalogSeen {
+                    id: s.id,
+                    term: s.term,
+                })
+                .collect();
+            let held: Vec<Option<CatalogTerm>> = states
+                .iter()
+                .map(|s| s.as_ref().map(|s| s.catalog_term))
+                .collect();
+            let d = election.decide(&seen, &held);
+            for c in d.tell_catalogs {
+                let id = fe.next_id;
+                fe.next_id += 1;
+                let req = catalog_node::Request::Term(d.term);
+                cat_sends.push((CATALOG + c, Net::CatReq(id, req)));
+            }
+            for i in d.tell_replicas {
+                let id = fe.next_id;
+                fe.next_id += 1;
+                let req = Request::CatalogTerm(d.term);
+                cat_sends.push((i as NodeId + 1, Net::Request(id, req)));
+            }
+        }
         let epoch_before = fe.sup.epoch();
         let announce = fe.sup.observe(&states);
         if fe.sup.epoch() > epoch_before {
@@ -792,6 +965,9 @@ impl World {
         self.note(|| format!("front end {f} round {no}: leader {leader:?}"));
         for (to, id, term) in sends {
             self.send(from, to, Net::Request(id, Request::Term(term)));
+        }
+        for (to, net) in cat_sends {
+            self.send(from, to, net);
         }
         for req in waiting {
             self.dispatch(f, req);
@@ -987,7 +1163,27 @@ impl World {
         if self.clients.iter().any(|c| c.busy || c.placing.is_some()) {
             return false;
         }
-        let journal = self.catalog.journal.len() as u64;
+        let journal = match self.group_tables() {
+            None => self.catalog.journal.len() as u64,
+            Some(tables) => {
+                // Every catalog up with the same number of trades, and every standby has
+                // compared its table with the log to the end (its confirmed point).
+                let standbys_confirmed =
+                    self.cats.iter().filter_map(|c| c.node.as_ref()).all(|n| {
+                        let st = n.state();
+                        st.role != catalog_node::Role::Standby || st.confirmed == st.last_seq
+                    });
+                if tables.len() != self.cats.len()
+                    || !standbys_confirmed
+                    || tables
+                        .windows(2)
+                        .any(|t| t[0].last_seq() != t[1].last_seq())
+                {
+                    return false;
+                }
+                tables[0].last_seq()
+            }
+        };
         let mut files = Vec::new();
         for node in &self.replicas {
             let Some(m) = &node.machine else {
@@ -1033,10 +1229,21 @@ impl World {
             .iter()
             .filter(|c| c.busy || c.placing.is_some())
             .count();
-        parts.push(format!(
-            "catalog holds {} trades; {busy} clients busy",
-            self.catalog.journal.len()
-        ));
+        match self.group_tables() {
+            None => parts.push(format!(
+                "catalog holds {} trades",
+                self.catalog.journal.len()
+            )),
+            Some(_) => {
+                for (i, c) in self.cats.iter().enumerate() {
+                    parts.push(match &c.node {
+                        None => format!("catalog {} down", i + 1),
+                        Some(n) => format!("catalog {} {:?}", i + 1, n.state()),
+                    });
+                }
+            }
+        }
+        parts.push(format!("{busy} clients busy"));
         parts.join("; ")
     }
 }
@@ -1066,6 +1273,8 @@ fn net_name(n: &Net) -> String {
         Net::Reply(_, r) => short(r),
         Net::Catalog(..) => "catalog call".into(),
         Net::CatalogReply(_, r) => short(r),
+        Net::CatReq(_, r) => format!("{r:?}"),
+        Net::CatReply(_, r) => short(r),
     }
 }
 
@@ -1110,5 +1319,213 @@ impl World {
     /// Ids of every replica.
     pub(super) fn replica_ids(&self) -> BTreeSet<NodeId> {
         (1..=self.cfg.replicas).collect()
+    }
+}
+
+// ----- a catalog group (SimConfig::catalogs > 1) -----
+
+impl World {
+    /// Every catalog's table while all of a group are up (`Some(vec![])` never: a group has
+    /// two or more); `None` for the catalog model.
+    pub(super) fn group_tables(&self) -> Option<Vec<&Catalog>> {
+        if self.cats.is_empty() {
+            return None;
+        }
+        Some(
+            self.cats
+                .iter()
+                .filter_map(|c| c.node.as_ref().map(|n| n.table()))
+                .collect(),
+        )
+    }
+
+    /// The stocks a catalog starts with: the model's.
+    fn seeds(&self) -> Vec<StockSeed> {
+        self.catalog
+            .initial
+            .iter()
+            .map(|(name, q)| StockSeed {
+                name: name.clone(),
+                price: 10.0,
+                quantity: *q,
+            })
+            .collect()
+    }
+
+    fn start_catalog(&mut self, c: u64) {
+        let mut table = Catalog::new(&self.seeds(), 100_000).expect("valid seeds");
+        for entry in self.cats[(c - 1) as usize].journal.clone() {
+            if let Err(e) = table.replay(entry) {
+                return self.violation(format!("catalog {c} cannot replay its journal: {e}"));
+            }
+        }
+        let cfg = catalog_node::Config {
+            id: c,
+            replicas: (1..=self.cfg.replicas).collect(),
+            follow_every: HEARTBEAT,
+            page: 50,
+            read_timeout: REQUEST_TIMEOUT,
+            serve_unsynced: self.cfg.flaw == Some(Flaw::CatalogServesUnsynced),
+        };
+        let last = table.last_seq();
+        let cat = &mut self.cats[(c - 1) as usize];
+        cat.node = Some(CatalogNode::new(cfg, table, self.now));
+        cat.incarnation += 1;
+        cat.asks.clear();
+        let inc = cat.incarnation;
+        self.note(|| format!("catalog {c} starts with {last} trades"));
+        self.at(self.now + 1, Ev::CatTick(c, inc));
+    }
+
+    fn crash_catalog(&mut self, c: u64) {
+        let cat = &mut self.cats[(c - 1) as usize];
+        cat.node = None;
+        cat.asks.clear();
+        cat.incarnation += 1;
+        self.note(|| format!("CRASH catalog {c}"));
+    }
+
+    fn deliver_to_catalog(&mut self, from: NodeId, c: u64, net: Net) {
+        let me = CATALOG + c;
+        let idx = (c - 1) as usize;
+        if self.cats[idx].node.is_none() {
+            // A crashed process's port refuses connections.
+            match net {
+                Net::Catalog(id, _) => {
+                    let e = Err(Error::Unavailable("connection refused".into()));
+                    self.send(me, from, Net::CatalogReply(id, e));
+                }
+                Net::CatReq(id, _) => {
+                    let e = Err(Error::Unavailable("connection refused".into()));
+                    self.send(me, from, Net::CatReply(id, e));
+                }
+                _ => {}
+            }
+            return;
+        }
+        let cat = &mut self.cats[idx];
+        let env = Envelope { from, id: cat.next };
+        let event = match net {
+            Net::Catalog(id, CatalogCall::Ping) => {
+                return self.send(me, from, Net::CatalogReply(id, Ok(CatalogAnswer::Pong)));
+            }
+            Net::Catalog(id, CatalogCall::Trades { log_end, trades }) => {
+                cat.next += 1;
+                cat.asks.insert(env.id, CatAsk::Call { replica: from, id });
+                let epoch = trades.first().map_or(0, |t| t.epoch);
+                let req = catalog_node::Request::Trades {
+                    leader: from,
+                    epoch,
+                    log_end,
+                    trades,
+                };
+                catalog_node::Event::Request(env, req)
+            }
+            Net::Catalog(
+                id,
+                CatalogCall::TradesSince {
+                    after,
+                    epoch,
+                    limit,
+                    log_end,
+                },
+            ) => {
+                cat.next += 1;
+                cat.asks.insert(env.id, CatAsk::Call { replica: from, id });
+                let req = catalog_node::Request::TradesSince {
+                    leader: from,
+                    epoch,
+                    log_end,
+                    after,
+                    limit,
+                };
+                catalog_node::Event::Request(env, req)
+            }
+            Net::CatReq(id, req) => {
+                cat.next += 1;
+                cat.asks.insert(env.id, CatAsk::Frontend { fe: from, id });
+                catalog_node::Event::Request(env, req)
+            }
+            Net::Reply(id, result) => catalog_node::Event::Reply {
+                from,
+                id,
+                result: match result {
+                    Ok(Response::Orders(page)) => Ok(page),
+                    Ok(other) => Err(Error::Io(format!("not a page of orders: {other:?}"))),
+                    Err(e) => Err(e),
+                },
+            },
+            Net::Request(..) | Net::CatalogReply(..) | Net::CatReply(..) => return,
+        };
+        self.step_catalog(c, event);
+    }
+
+    fn step_catalog(&mut self, c: u64, event: catalog_node::Event) {
+        let me = CATALOG + c;
+        let idx = (c - 1) as usize;
+        let mut queue = std::collections::VecDeque::from([event]);
+        while let Some(ev) = queue.pop_front() {
+            if self.cfg.trace && !matches!(ev, catalog_node::Event::Tick) {
+                let line = format!("{:>6} ms  catalog {c} <- {ev:?}", self.now);
+                self.trace.push(line.chars().take(260).collect());
+            }
+            let Some(node) = self.cats[idx].node.as_mut() else {
+                return;
+            };
+            let effects = node.step(self.now, ev);
+            let role = node.state().role;
+            for e in effects {
+                match e {
+                    catalog_node::Effect::Journal { ticket, entry } => {
+                        self.cats[idx].journal.push(entry);
+                        queue.push_back(catalog_node::Event::Durable(ticket));
+                    }
+                    catalog_node::Effect::Invalidate(_) => {}
+                    catalog_node::Effect::Read { to, id, request } => {
+                        self.send(me, to, Net::Request(id, Request::ReadOrders(request)))
+                    }
+                    catalog_node::Effect::Respond { to, result } => {
+                        match self.cats[idx].asks.remove(&to.id) {
+                            Some(CatAsk::Call { replica, id }) => {
+                                let answer = match result {
+                                    Ok(catalog_node::Response::Traded(results)) => {
+                                        self.check_group_trades(c, role, &results);
+                                        Ok(CatalogAnswer::Traded(results))
+                                    }
+                                    Ok(catalog_node::Response::Trades { trades, complete }) => {
+                                        Ok(CatalogAnswer::Trades { trades, complete })
+                                    }
+                                    Ok(other) => Err(Error::Io(format!("{other:?}"))),
+                                    Err(e) => Err(e),
+                                };
+                                self.note(|| {
+                                    format!("catalog {c} answers {replica}: {}", short(&answer))
+                                });
+                                self.send(me, replica, Net::CatalogReply(id, answer));
+                            }
+                            Some(CatAsk::Frontend { fe, id }) => {
+                                self.send(me, fe, Net::CatReply(id, result))
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A catalog of the group answered trades: only a serving primary trades, and only
+    /// requests clients issued.
+    fn check_group_trades(
+        &mut self,
+        c: u64,
+        role: catalog_node::Role,
+        results: &[Result<crate::wire::catalog::TradeOutcome, Error>],
+    ) {
+        if role != catalog_node::Role::Primary && results.iter().any(|r| r.is_ok()) {
+            self.violation(format!(
+                "catalog failover: catalog {c} traded while {role:?}, not a serving primary"
+            ));
+        }
     }
 }

@@ -98,12 +98,35 @@ pub struct FrontendStatus {
     pub cache: CacheStatus,
     /// The subscription to the catalog.
     pub catalog: CatalogLinkStatus,
+    /// A catalog group's primary as this front end's supervisor chose it (absent for one
+    /// catalog, or while no catalog of the group is live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_primary: Option<u64>,
+    /// Every catalog of a group, as the last heartbeat saw it (empty for one catalog).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalogs: Vec<CatalogView>,
     /// The current leadership epoch.
     pub epoch: u64,
     /// The replica orders go to, if any is live.
     pub leader: Option<u64>,
     /// Every configured replica.
     pub replicas: Vec<ReplicaView>,
+}
+
+/// One catalog of a group, in the front end's `/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CatalogView {
+    /// Its id in `[[catalogs]]`.
+    pub id: u64,
+    /// Its address.
+    pub addr: String,
+    /// `primary`, `catching_up`, `standby`, or `down` (no answer to the last heartbeat).
+    pub role: String,
+    /// Its last trade, as it answered.
+    pub last_trade: Option<u64>,
+    /// The catalog epoch it holds.
+    pub epoch: Option<u64>,
 }
 
 impl FrontendStatus {
@@ -191,6 +214,8 @@ mod tests {
                 connected: true,
                 incarnation: Some(1),
             },
+            catalog_primary: None,
+            catalogs: Vec::new(),
             epoch: 2,
             leader: Some(3),
             replicas: vec![ReplicaView {

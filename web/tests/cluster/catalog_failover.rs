@@ -158,6 +158,19 @@ fn killing_the_primary_catalog_under_load_loses_no_order_and_shows_no_error() {
         c.log("frontend").contains("catalog 1 is primary"),
         "the front end logs the failover"
     );
+    // /status shows the group: catalog 1 primary, catalog 2 down.
+    wait_for(
+        "/status showing the failover",
+        Duration::from_secs(10),
+        || {
+            let s = c.status();
+            let roles: Vec<(u64, String)> =
+                s.catalogs.iter().map(|v| (v.id, v.role.clone())).collect();
+            (s.catalog_primary == Some(1)
+                && roles == [(1, "primary".to_string()), (2, "down".to_string())])
+            .then_some(())
+        },
+    );
 
     // The old primary returns: being the highest id it is primary again, once it has caught
     // up with the order log; the other one follows as a standby. Same table, same trades.

@@ -69,6 +69,7 @@ fn a_catalog_reads_the_log_from_any_replica_and_follows_it_to_the_catalogs_table
         follow_every: 10,
         page: 5,
         read_timeout: 5_000,
+        serve_unsynced: false,
     };
     let mut node = CatalogNode::new(cfg, Catalog::new(&seeds, 1000).unwrap(), 0);
     let term = CatalogTerm {
