@@ -140,6 +140,16 @@ fn rows() -> Vec<Row> {
         connected: true,
         incarnation: Some(7),
     };
+    let catalog_state = CatalogState {
+        id: 2,
+        role: tradenet_actors::catalog_node::Role::Primary,
+        term: replica::CatalogTerm {
+            epoch: 4,
+            primary: Some(2),
+        },
+        last_trade: 9,
+        confirmed: 9,
+    };
     let catalog_view = CatalogView {
         id: 2,
         addr: "127.0.0.1:8086".into(),
@@ -321,16 +331,7 @@ fn rows() -> Vec<Row> {
                 epoch: 2,
                 incarnation: 7,
                 last_trade: 1,
-                node: Some(CatalogState {
-                    id: 2,
-                    role: tradenet_actors::catalog_node::Role::Primary,
-                    term: replica::CatalogTerm {
-                        epoch: 4,
-                        primary: Some(2),
-                    },
-                    last_trade: 9,
-                    confirmed: 9,
-                }),
+                node: Some(catalog_state),
                 stocks: vec![stock()],
                 subscribers: vec!["5f0c".into()],
             })],
@@ -340,16 +341,7 @@ fn rows() -> Vec<Row> {
             CATALOG,
             "GET",
             wire::CATALOG_STATE,
-            vec![ex(CatalogState {
-                id: 2,
-                role: tradenet_actors::catalog_node::Role::Primary,
-                term: replica::CatalogTerm {
-                    epoch: 4,
-                    primary: Some(2),
-                },
-                last_trade: 9,
-                confirmed: 9,
-            })],
+            vec![ex(catalog_state)],
         ),
         row(
             INTERNAL,
