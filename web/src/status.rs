@@ -45,7 +45,11 @@ struct Asked {
 
 /// Asks every process of `config` (see `ask`).
 pub fn collect(config: &Config, timeout: Duration) -> Vec<Row> {
-    let mut targets = vec![("catalog".to_string(), config.catalog.addr.clone())];
+    let mut targets: Vec<(String, String)> = config
+        .catalog_members()
+        .into_iter()
+        .map(|c| (config.catalog_name(c.id), c.addr))
+        .collect();
     targets.extend(
         config
             .replicas
@@ -126,8 +130,11 @@ fn rows(asked: Vec<Asked>) -> Vec<Row> {
                 let s = status.as_ref().ok();
                 let (role, epoch, last) = match (name.as_str(), s) {
                     (_, None) => (String::new(), None, None),
-                    ("catalog", Some(s)) => (
-                        "catalog".to_string(),
+                    (n, Some(s)) if n.starts_with("catalog") => (
+                        // A group member says its role (primary, catching_up, standby).
+                        s["node"]["role"]
+                            .as_str()
+                            .map_or("catalog".to_string(), |r| format!("catalog {r}")),
                         s["epoch"].as_u64(),
                         s["last_trade"].as_u64(),
                     ),
@@ -227,6 +234,11 @@ mod tests {
         };
         let asked = vec![
             asked("catalog", Ok(json!({"epoch": 6, "last_trade": 41})), Ok(())),
+            asked(
+                "catalog-2",
+                Ok(json!({"epoch": 6, "last_trade": 41, "node": {"role": "standby"}})),
+                Ok(()),
+            ),
             asked("order-1", Ok(replica("follower", Some(37))), Ok(())),
             asked("order-2", Err("refused"), Err("connection refused")),
             asked("order-3", Ok(replica("leader", Some(40))), Ok(())),
@@ -241,6 +253,8 @@ mod tests {
             (rows[0].role.as_str(), rows[0].epoch, rows[0].last),
             ("catalog", Some(6), Some(41))
         );
+        assert_eq!(rows[1].role, "catalog standby");
+        let rows = &rows[1..];
         assert_eq!(rows[1].behind, Some(3));
         assert!(!rows[2].up && !rows[2].ready);
         assert_eq!(rows[2].reason.as_deref(), Some("connection refused"));
