@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(rows[2].reason.as_deref(), Some("connection refused"));
         assert_eq!((rows[3].role.as_str(), rows[3].behind), ("leader", None));
         assert!(rows[4].up && !rows[4].ready);
-        let t = table(&rows);
+        let t = table(rows);
         assert!(t.contains("| order-1 ") && t.contains("| no leader"), "{t}");
         assert_eq!(
             t.lines()
