@@ -40,6 +40,9 @@ pub struct Config {
     pub read_timeout: Millis,
     /// Test only (`Flaw::CatalogServesUnsynced`): a primary serves without catching up.
     pub serve_unsynced: bool,
+    /// The other catalogs of the group, asked for their trades past the log before this one
+    /// first serves in a term.
+    pub peers: Vec<NodeId>,
 }
 
 /// How a catalog reports itself.
@@ -102,6 +105,11 @@ pub enum Request {
     },
     /// A front end looks a stock up.
     Lookup(String),
+    /// Another catalog of the group, about to serve, asks for the trades after `after`.
+    PeerTrades {
+        /// Trades after this sequence number.
+        after: u64,
+    },
 }
 
 /// A catalog node's answer to a `Request`.
@@ -122,6 +130,15 @@ pub enum Response {
     },
     /// To `Lookup`.
     Stock(Stock),
+    /// To `PeerTrades`: this catalog's durable trades after `after` (a window's worth at
+    /// most), and the request id of its trade `after` (to check that it went the same way up
+    /// to there).
+    PeerTrades {
+        /// The trades, in sequence order.
+        trades: Vec<TradeRecord>,
+        /// The request id of trade `after`, if held.
+        at: Option<crate::types::RequestId>,
+    },
 }
 
 /// What happens to a catalog node.
@@ -142,6 +159,15 @@ pub enum Event {
     },
     /// Every journal line up to this ticket is durable.
     Durable(u64),
+    /// Another catalog answered `PeerTrades` (or did not).
+    PeerReply {
+        /// The catalog.
+        from: NodeId,
+        /// Our number for the question.
+        id: u64,
+        /// Its answer.
+        result: Result<Response, Error>,
+    },
 }
 
 /// What a catalog node wants done.
@@ -172,6 +198,16 @@ pub enum Effect {
     },
     /// These stocks changed durably: push invalidations to the front ends.
     Invalidate(Vec<Stock>),
+    /// Ask another catalog `Request::PeerTrades`; the answer comes back as
+    /// `Event::PeerReply` with `id`.
+    AskPeer {
+        /// The catalog.
+        to: NodeId,
+        /// Our number for the question.
+        id: u64,
+        /// The question.
+        request: Request,
+    },
 }
 
 /// One trade of a waiting batch: its sequence number until durable, or its answer.
@@ -185,6 +221,18 @@ enum Waiting {
     Batch(Vec<Item>),
     Since { after: u64, limit: usize },
     Term,
+}
+
+/// The other catalogs asked for their trades past the log before serving.
+struct PeerCheck {
+    /// The leader epoch to serve, and its log's end.
+    epoch: Epoch,
+    log_end: u64,
+    /// Question ids still out.
+    asked: Vec<u64>,
+    sent: Millis,
+    /// Tails past `log_end` that agree with the log at `log_end`: (catalog, trades).
+    tails: Vec<(NodeId, Vec<TradeRecord>)>,
 }
 
 /// The read in flight: (read id, replica, sent at).
@@ -210,6 +258,10 @@ pub struct CatalogNode {
     /// the table with its log). The confirmed point only moves to what a leader acknowledged,
     /// so the pages of one pass go on from here, not from it.
     sweep: Option<(NodeId, Epoch, u64)>,
+    /// The other catalogs were asked for their trades past the log in this term.
+    peers_checked: bool,
+    /// Asking them now.
+    peer_check: Option<PeerCheck>,
     next_read: Millis,
     next_id: u64,
     ticket: u64,
@@ -234,6 +286,8 @@ impl CatalogNode {
             reading: None,
             read_from: None,
             sweep: None,
+            peers_checked: false,
+            peer_check: None,
             next_read: now,
             next_id: 1,
             ticket: 0,
@@ -283,7 +337,9 @@ impl CatalogNode {
             Event::Request(env, req) => self.on_request(env, req),
             Event::Reply { from, id, result } => self.on_reply(from, id, result),
             Event::Durable(t) => self.on_durable(t),
+            Event::PeerReply { from, id, result } => self.on_peer_reply(from, id, result),
         }
+        self.maybe_finish_peer_check();
         self.maybe_read();
         std::mem::take(&mut self.out)
     }
@@ -334,12 +390,25 @@ impl CatalogNode {
                         );
                         self.serving = None;
                         self.target = None;
+                        self.peers_checked = false;
+                        self.peer_check = None;
                         self.journal(entry);
                     }
                     self.respond_when_durable(env, Waiting::Term);
                 }
                 Err(e) => self.respond(env, Err(e)),
             },
+            Request::PeerTrades { after } => {
+                // Durable trades only: an answer a crash could take back is no evidence.
+                let (mut trades, _) = self.table.trades_after(after, 10_000);
+                trades.retain(|t| t.seq <= self.table.durable_seq());
+                let at = if after == 0 {
+                    None
+                } else {
+                    self.table.rid_at(after)
+                };
+                self.respond(env, Ok(Response::PeerTrades { trades, at }));
+            }
             Request::Lookup(name) => {
                 if self.role() != Role::Primary {
                     let msg = self.not_serving();
@@ -510,6 +579,10 @@ impl CatalogNode {
             self.reading = None;
             self.source = None;
         }
+        if self.peer_check.is_some() {
+            // The table stays where the other catalogs were asked about until they answer.
+            return;
+        }
         // A primary catches up with the leader even before that leader calls (so lookups are
         // served after a failover without waiting for a trade); a standby follows.
         let wanted = self.role() != Role::Primary;
@@ -549,11 +622,132 @@ impl CatalogNode {
     /// leader records them when it reads the trades back (`trades/since`) — they may be
     /// orders an earlier leader acknowledged whose replicas are all down.
     fn serve(&mut self, epoch: Epoch, log_end: u64) {
+        if !self.peers_checked && !self.cfg.peers.is_empty() {
+            if self.peer_check.is_none() {
+                self.ask_peers(epoch, log_end);
+            }
+            return;
+        }
         log::info!(
             "catalog {}: caught up with the order log ({log_end} orders, leader epoch {epoch}); serving",
             self.cfg.id
         );
         self.serving = Some(epoch);
+    }
+
+    /// Before it first serves in a term, a catalog asks the others for their trades past the
+    /// log's end: an order an earlier leader acknowledged while its followers lagged may be
+    /// held only by that leader (gone) and by the catalog that was primary then, and the new
+    /// leader records what the primary holds past its log (`trades/since`).
+    fn ask_peers(&mut self, epoch: Epoch, log_end: u64) {
+        let mut asked = Vec::new();
+        for to in self.cfg.peers.clone() {
+            let id = self.next_id;
+            self.next_id += 1;
+            asked.push(id);
+            self.out.push(Effect::AskPeer {
+                to,
+                id,
+                request: Request::PeerTrades { after: log_end },
+            });
+        }
+        self.peer_check = Some(PeerCheck {
+            epoch,
+            log_end,
+            asked,
+            sent: self.now,
+            tails: Vec::new(),
+        });
+    }
+
+    fn on_peer_reply(&mut self, from: NodeId, id: u64, result: Result<Response, Error>) {
+        let Some(check) = &mut self.peer_check else {
+            return;
+        };
+        let Some(i) = check.asked.iter().position(|a| *a == id) else {
+            return;
+        };
+        check.asked.remove(i);
+        if let Ok(Response::PeerTrades { trades, at }) = result {
+            let end = check.log_end;
+            // Only a catalog that went the log's way up to its end has a tail to offer.
+            let agrees = end == 0 || (at.is_some() && at == self.table.rid_at(end));
+            let consecutive = trades
+                .iter()
+                .enumerate()
+                .all(|(k, t)| t.seq == end + 1 + k as u64);
+            if agrees && consecutive && !trades.is_empty() {
+                check.tails.push((from, trades));
+            }
+        }
+    }
+
+    /// Every other catalog answered (or the time is up): adopts the newest tail, then serves.
+    fn maybe_finish_peer_check(&mut self) {
+        let Some(check) = &self.peer_check else {
+            return;
+        };
+        if !check.asked.is_empty() && self.now.saturating_sub(check.sent) < self.cfg.read_timeout {
+            return;
+        }
+        let (epoch, log_end) = (check.epoch, check.log_end);
+        // The tail of the newest leader epoch: leaders record only the primary of their
+        // catalog term, so the newest leader's trades are the ones it may have acknowledged.
+        let own_newest = (self.table.last_seq() > log_end)
+            .then(|| self.table.trades_after(log_end, usize::MAX).0)
+            .and_then(|t| t.last().map(|t| (t.epoch, t.seq)));
+        let best = check
+            .tails
+            .iter()
+            .filter_map(|(from, t)| t.last().map(|l| ((l.epoch, l.seq), *from)))
+            .max();
+        if let Some(((e, seq), from)) = best {
+            if own_newest.is_none_or(|own| (e, seq) > own) {
+                if self.table.last_seq() > self.table.durable_seq() {
+                    // Our own tail must be durable before it can be undone: next step.
+                    return;
+                }
+                let tail = self
+                    .peer_check
+                    .as_ref()
+                    .and_then(|c| c.tails.iter().find(|(f, _)| *f == from))
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_default();
+                match self.table.rollback_to(log_end) {
+                    Ok(Some(entry)) => {
+                        self.journal(entry);
+                    }
+                    Ok(None) => {}
+                    Err(e) => log::error!("catalog {}: cannot drop its tail: {e}", self.cfg.id),
+                }
+                let mut took = 0;
+                for t in tail {
+                    match self.table.apply_recorded(t) {
+                        Ok(entry) => {
+                            self.journal(entry);
+                            took += 1;
+                        }
+                        Err(e) => {
+                            log::warn!(
+                                "catalog {}: catalog {from}'s trades past the log stop here: {e}",
+                                self.cfg.id
+                            );
+                            break;
+                        }
+                    }
+                }
+                log::info!(
+                    "catalog {}: took {took} trades past the order log's end ({log_end}) from catalog {from}, whose leader epoch is newer; the leader records them",
+                    self.cfg.id
+                );
+            }
+        }
+        self.peer_check = None;
+        self.peers_checked = true;
+        self.serve(epoch, log_end);
+        if self.serving.is_some() {
+            self.target = None;
+        }
     }
 
     fn on_reply(&mut self, from: NodeId, id: u64, result: Result<OrdersPage, Error>) {
@@ -620,7 +814,9 @@ impl CatalogNode {
                 } else if let Some((_, epoch, log_end)) = self.target {
                     if page.log_end >= log_end {
                         self.serve(epoch, page.log_end);
-                        self.target = None;
+                        if self.serving.is_some() {
+                            self.target = None;
+                        }
                     } else {
                         self.next_read = self.now;
                     }
@@ -629,13 +825,7 @@ impl CatalogNode {
                     // it acknowledged) is in the table, so lookups may be answered. A call
                     // with a longer log, or the first call of a new term, makes it catch up
                     // again first (`admit`).
-                    log::info!(
-                        "catalog {}: caught up with leader {from}'s order log ({} orders, epoch {}); serving lookups",
-                        self.cfg.id,
-                        page.log_end,
-                        page.epoch
-                    );
-                    self.serving = Some(page.epoch);
+                    self.serve(page.epoch, page.log_end);
                 }
             }
             Ok(Err(Stall::Gap { from })) => {
@@ -702,9 +892,25 @@ mod tests {
         answers: Vec<(Envelope, Result<Response, Error>)>,
         invalidated: usize,
         next_env: u64,
+        /// Another catalog (id 2) when configured: its trades and its rid at any asked end.
+        peer: Option<(Vec<TradeRecord>, Option<RequestId>)>,
     }
 
     impl World {
+        /// A node with one other catalog (id 2) holding `tail`, which says `at` is its
+        /// request id at the asked end.
+        fn with_peer(log: Vec<Order>, tail: Vec<TradeRecord>, at: Option<RequestId>) -> World {
+            let mut w = World::new(log);
+            w.peer = Some((tail, at));
+            let cfg = Config {
+                peers: vec![2],
+                ..w.node.cfg.clone()
+            };
+            let table = Catalog::new(&seeds(), 100).unwrap();
+            w.node = CatalogNode::new(cfg, table, 0);
+            w
+        }
+
         fn new(log: Vec<Order>) -> World {
             let cfg = Config {
                 id: ME,
@@ -713,6 +919,7 @@ mod tests {
                 page: 2,
                 read_timeout: 1000,
                 serve_unsynced: false,
+                peers: Vec::new(),
             };
             let table = Catalog::new(&seeds(), 100).unwrap();
             World {
@@ -725,6 +932,7 @@ mod tests {
                 answers: Vec::new(),
                 invalidated: 0,
                 next_env: 1,
+                peer: None,
             }
         }
 
@@ -766,6 +974,20 @@ mod tests {
                         }
                         Effect::Respond { to, result } => self.answers.push((to, result)),
                         Effect::Invalidate(s) => self.invalidated += s.len(),
+                        // The other catalog answers with `peer` (its tail and its rid at the
+                        // asked end).
+                        Effect::AskPeer { to, id, request } => {
+                            let Request::PeerTrades { after } = request else {
+                                unreachable!("only PeerTrades goes to a peer")
+                            };
+                            let (tail, at) = self.peer.clone().expect("a peer configured");
+                            let trades = tail.into_iter().filter(|t| t.seq > after).collect();
+                            queue.push_back(Event::PeerReply {
+                                from: to,
+                                id,
+                                result: Ok(Response::PeerTrades { trades, at }),
+                            });
+                        }
                     }
                 }
             }
@@ -930,6 +1152,56 @@ mod tests {
         assert_eq!(w.node.table().rid_at(4), Some(RequestId(40)));
         assert_eq!(w.fish(), 100 - 2 - 2 - 1 - 7);
         assert!(w.journal.contains(&JournalEntry::Rollback { to: 3 }));
+    }
+
+    fn record(seq: u64, rid: u128, epoch: Epoch) -> TradeRecord {
+        TradeRecord {
+            seq,
+            rid: RequestId(rid),
+            name: "FishCo".into(),
+            kind: TradeKind::Buy,
+            quantity: 1,
+            epoch,
+        }
+    }
+
+    #[test]
+    fn a_new_primary_takes_the_newer_tail_another_catalog_holds_past_the_log() {
+        // The log has 3 orders; the other catalog (primary before) also holds trades 4 and 5
+        // of a newer leader epoch, which that leader may have acknowledged before it died.
+        let log: Vec<Order> = (0..3).map(|n| order(n, 10 + u128::from(n), 2)).collect();
+        let tail = vec![record(4, 50, 6), record(5, 51, 6)];
+        let mut w = World::with_peer(log.clone(), tail.clone(), Some(RequestId(12)));
+        w.term(2, ME);
+        w.pass(2000);
+        assert_eq!(w.node.state().role, Role::Primary);
+        assert_eq!(w.node.state().last_seq, 5, "took the peer's tail");
+        assert_eq!(w.node.table().rid_at(4), Some(RequestId(50)));
+        assert_eq!(w.fish(), 100 - 6 - 2);
+        // The next leader (a newer epoch than the tail's) reads them back to record them:
+        // its first call makes the node catch up with its log (answered at once here).
+        w.leader_epoch = 7;
+        let ask = Request::TradesSince {
+            leader: LEADER,
+            epoch: 7,
+            log_end: 3,
+            after: 3,
+            limit: 10,
+        };
+        let first = w.ask(ask.clone());
+        assert!(matches!(first, Err(Error::Unavailable(_))), "{first:?}");
+        let since = w.ask(ask);
+        assert!(
+            matches!(&since, Ok(Response::Trades { trades, .. }) if trades.len() == 2),
+            "{since:?}"
+        );
+
+        // A catalog that went another way before the log's end offers nothing.
+        let mut w = World::with_peer(log, tail, Some(RequestId(99)));
+        w.term(2, ME);
+        w.pass(2000);
+        assert_eq!(w.node.state().role, Role::Primary);
+        assert_eq!(w.node.state().last_seq, 3);
     }
 
     #[test]

@@ -294,7 +294,7 @@ fn rows() -> Vec<Row> {
                     complete: true,
                     last_seq: 1,
                 }),
-                ex(record),
+                ex(record.clone()),
             ],
         ),
         row(
@@ -342,6 +342,19 @@ fn rows() -> Vec<Row> {
             "GET",
             wire::CATALOG_STATE,
             vec![ex(catalog_state)],
+        ),
+        row(
+            INTERNAL,
+            CATALOG,
+            "POST",
+            wire::CATALOG_TRADES,
+            vec![
+                ex(PeerTradesQuery { after: 11 }),
+                ex(PeerTradesPage {
+                    trades: vec![record.clone()],
+                    at: Some(RequestId(7)),
+                }),
+            ],
         ),
         row(
             INTERNAL,

@@ -25,7 +25,7 @@ use tradenet_actors::wire::catalog::{
     LookupBatch, StockResult, StockResults, Subscribe, TradeBatch, TradeRequest, TradeResult,
     TradeResults, TradesSince, MAX_LOOKUP_BATCH,
 };
-use tradenet_actors::wire::catalog::{TradeOutcome, TradesPage};
+use tradenet_actors::wire::catalog::{PeerTradesPage, PeerTradesQuery, TradeOutcome, TradesPage};
 use tradenet_actors::wire::frontend::Stock;
 use tradenet_actors::wire::replica::{Accepted, CatalogTerm};
 
@@ -352,6 +352,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(wire::STOCK_BATCH, "POST").route(web::post().to(lookup_batch)))
         .service(resource(wire::TRADES_SINCE, "POST").route(web::post().to(trades_since)))
         .service(resource(wire::CATALOG_STATE, "GET").route(web::get().to(node_state)))
+        .service(resource(wire::CATALOG_TRADES, "POST").route(web::post().to(peer_trades)))
         .service(resource(wire::CATALOG_TERM, "POST").route(web::post().to(catalog_term)))
         .service(resource(wire::SUBSCRIBE, "POST").route(web::post().to(subscribe)))
         .service(resource(wire::HELLO, "GET").route(web::get().to(hello)));
@@ -442,6 +443,23 @@ async fn node_state(state: web::Data<CatalogState>) -> ApiResult<HttpResponse> {
 
 fn not_in_group() -> ApiError {
     ApiError::not_found("this catalog runs alone, not in a catalog group ([[catalogs]])")
+}
+
+/// Another catalog of the group, about to serve, asks for the trades past its log's end.
+async fn peer_trades(
+    state: web::Data<CatalogState>,
+    body: web::Json<PeerTradesQuery>,
+) -> ApiResult<HttpResponse> {
+    let Table::Group(a) = &state.table else {
+        return Err(not_in_group());
+    };
+    let req = NodeRequest::PeerTrades {
+        after: body.into_inner().after,
+    };
+    match a.send(Ask(req)).await.map_err(to_api)?? {
+        NodeResponse::PeerTrades { trades, at } => Ok(ok(PeerTradesPage { trades, at })),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// A supervisor announces the catalog term; answered once it is durable.
@@ -548,6 +566,12 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
             .replicas
             .iter()
             .map(|r| (r.id, crate::config::url(&r.addr)))
+            .collect(),
+        peers: config
+            .catalog_members()
+            .iter()
+            .filter(|c| c.id != id)
+            .map(|c| (c.id, crate::config::url(&c.addr)))
             .collect(),
         follow_every: heartbeat,
         timeout,

@@ -18,7 +18,8 @@ use tradenet_actors::catalog_actor::{
 use tradenet_actors::catalog_node::{self, CatalogNode, Effect, Event, Request, Response};
 use tradenet_actors::journal::JournalWriter;
 use tradenet_actors::replication::{Envelope, NodeId, OrdersPage, ReadOrders};
-use tradenet_actors::wire::{self, catalog::CatalogState};
+use tradenet_actors::wire;
+use tradenet_actors::wire::catalog::{CatalogState, PeerTradesPage, PeerTradesQuery};
 use tradenet_actors::Error;
 
 /// How often the node is given the time.
@@ -30,6 +31,9 @@ pub struct GroupOptions {
     pub id: NodeId,
     /// Replica id -> base URL, to read the order log from.
     pub replicas: BTreeMap<NodeId, String>,
+    /// The other catalogs' id -> base URL, asked for their trades past the log before this
+    /// one first serves in a term.
+    pub peers: BTreeMap<NodeId, String>,
     /// A standby reads the log this often.
     pub follow_every: Duration,
     /// Time-out of one read.
@@ -53,6 +57,7 @@ pub struct NodeDriver {
     snapshot_every: u64,
     snapshot_seq: u64,
     replicas: BTreeMap<NodeId, String>,
+    peers: BTreeMap<NodeId, String>,
     client: awc::Client,
     fsync: bool,
     publish: Recipient<Invalidated>,
@@ -80,6 +85,7 @@ impl NodeDriver {
             page: 2_000,
             read_timeout: opts.timeout.as_millis() as u64,
             serve_unsynced: false,
+            peers: opts.peers.keys().copied().collect(),
         };
         NodeDriver {
             node: CatalogNode::new(cfg, table, 0),
@@ -89,6 +95,7 @@ impl NodeDriver {
             snapshot_every: opts.snapshot_every.max(1),
             snapshot_seq,
             replicas: opts.replicas,
+            peers: opts.peers,
             client: http::client(opts.timeout),
             fsync: opts.fsync,
             publish,
@@ -136,6 +143,28 @@ impl NodeDriver {
                 }
             }
             Effect::Invalidate(stocks) => self.publish.do_send(Invalidated { stocks }),
+            Effect::AskPeer { to, id, request } => {
+                let Request::PeerTrades { after } = request else {
+                    return;
+                };
+                let Some(base) = self.peers.get(&to).cloned() else {
+                    log::error!("the catalog node addressed unknown catalog {to}");
+                    return;
+                };
+                let client = self.client.clone();
+                ctx.spawn(ask_peer(client, base, after).into_actor(self).map(
+                    move |result, act, ctx| {
+                        act.feed(
+                            ctx,
+                            Event::PeerReply {
+                                from: to,
+                                id,
+                                result,
+                            },
+                        )
+                    },
+                ));
+            }
             Effect::Read { to, id, request } => {
                 let Some(base) = self.replicas.get(&to).cloned() else {
                     log::error!("the catalog node addressed unknown replica {to}");
@@ -189,6 +218,20 @@ async fn read_log(
     let url = format!("{base}{}", wire::ORDER_LOG);
     match http::post_heard::<_, OrdersPage>(&client, &url, &request).await {
         Ok(answer) => answer.map_err(Error::from),
+        Err(unheard) => Err(Error::Unavailable(unheard.message)),
+    }
+}
+
+async fn ask_peer(client: awc::Client, base: String, after: u64) -> Result<Response, Error> {
+    let url = format!("{base}{}", wire::CATALOG_TRADES);
+    let body = PeerTradesQuery { after };
+    match http::post_heard::<_, PeerTradesPage>(&client, &url, &body).await {
+        Ok(answer) => answer
+            .map(|p| Response::PeerTrades {
+                trades: p.trades,
+                at: p.at,
+            })
+            .map_err(Error::from),
         Err(unheard) => Err(Error::Unavailable(unheard.message)),
     }
 }

@@ -1366,6 +1366,7 @@ impl World {
             page: 50,
             read_timeout: REQUEST_TIMEOUT,
             serve_unsynced: self.cfg.flaw == Some(Flaw::CatalogServesUnsynced),
+            peers: (1..=self.cats.len() as u64).filter(|p| *p != c).collect(),
         };
         let last = table.last_seq();
         let cat = &mut self.cats[(c - 1) as usize];
@@ -1455,7 +1456,12 @@ impl World {
                     Err(e) => Err(e),
                 },
             },
-            Net::Request(..) | Net::CatalogReply(..) | Net::CatReply(..) => return,
+            Net::CatReply(id, result) => catalog_node::Event::PeerReply {
+                from: from - CATALOG,
+                id,
+                result,
+            },
+            Net::Request(..) | Net::CatalogReply(..) => return,
         };
         self.step_catalog(c, event);
     }
@@ -1481,6 +1487,9 @@ impl World {
                         queue.push_back(catalog_node::Event::Durable(ticket));
                     }
                     catalog_node::Effect::Invalidate(_) => {}
+                    catalog_node::Effect::AskPeer { to, id, request } => {
+                        self.send(me, CATALOG + to, Net::CatReq(id, request))
+                    }
                     catalog_node::Effect::Read { to, id, request } => {
                         self.send(me, to, Net::Request(id, Request::ReadOrders(request)))
                     }

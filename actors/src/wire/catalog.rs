@@ -295,3 +295,22 @@ pub struct CatalogState {
     /// Every trade up to this one is known to match the order log.
     pub confirmed: u64,
 }
+
+/// `POST /internal/v1/catalog/trades`: another catalog of the group, about to serve as
+/// primary, asks for the trades after `after` (its order log's end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerTradesQuery {
+    /// Trades after this sequence number.
+    pub after: u64,
+}
+
+/// The answer to [`PeerTradesQuery`]: durable trades after `after`, and the request id of
+/// trade `after` (so the asker can check this catalog went the log's way up to there).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerTradesPage {
+    /// The trades, in sequence order.
+    pub trades: Vec<TradeRecord>,
+    /// The request id of trade `after`, if held.
+    pub at: Option<RequestId>,
+}

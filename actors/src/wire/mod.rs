@@ -67,6 +67,9 @@ pub const SUBSCRIBE: &str = "/internal/v1/subscribe";
 /// `GET` → [`catalog::CatalogState`]: one catalog of a group, the supervisors' heartbeat
 /// (they announce the catalog term on [`CATALOG_TERM`], which catalogs take too).
 pub const CATALOG_STATE: &str = "/internal/v1/catalog/state";
+/// `POST` [`catalog::PeerTradesQuery`] → [`catalog::PeerTradesPage`]: a catalog about to
+/// serve as primary asks the others for their trades past the order log's end.
+pub const CATALOG_TRADES: &str = "/internal/v1/catalog/trades";
 /// `GET ?subscriber=ID` ([`catalog::HelloQuery`]): [`catalog::Hello`], polled by front ends.
 pub const HELLO: &str = "/internal/v1/hello";
 

@@ -70,6 +70,7 @@ fn a_catalog_reads_the_log_from_any_replica_and_follows_it_to_the_catalogs_table
         page: 5,
         read_timeout: 5_000,
         serve_unsynced: false,
+        peers: Vec::new(),
     };
     let mut node = CatalogNode::new(cfg, Catalog::new(&seeds, 1000).unwrap(), 0);
     let term = CatalogTerm {
@@ -95,7 +96,7 @@ fn a_catalog_reads_the_log_from_any_replica_and_follows_it_to_the_catalogs_table
                         result,
                     });
                 }
-                Effect::Respond { .. } | Effect::Invalidate(_) => {}
+                Effect::Respond { .. } | Effect::Invalidate(_) | Effect::AskPeer { .. } => {}
             }
         }
         if node.state().confirmed == 12 && events.is_empty() {
