@@ -104,10 +104,12 @@ fi
 
 echo "== resident memory of each process at rest"
 sleep 1
-curl -s "${auth[@]}" "$CONTROL/control/v1/processes" | grep -o '"name":"[^"]*","pid":[0-9]*' | sed 's/"name":"\([^"]*\)","pid":\([0-9]*\)/\1 \2/' |
+processes=$(curl -s "${auth[@]}" "$CONTROL/control/v1/processes" || true)
+echo "$processes" | grep -o '"name":"[^"]*","pid":[0-9]*' | sed 's/"name":"\([^"]*\)","pid":\([0-9]*\)/\1 \2/' |
   while read -r name pid; do
     awk -v n="$name" '/VmRSS/ {printf "figure rss_%s %.1f MB\n", n, $2/1024}' "/proc/$pid/status"
   done | tr '-' '_' | tee -a "$out"
+grep -q '"pid"' <<< "$processes" || echo "(no process listed by $CONTROL/control/v1/processes: ${processes:0:200})"
 
 echo "== ratios (targets, issue 13: hit c64 >= 0.9x plain; miss and query c64 >= 0.5x; trade c64 >= 0.25x plain and >= 4x etcd; hit p50 c1 <= 1.3x)"
 ratio hit_c1_p50_vs_plain hit_c1_p50 plain_c1_p50
