@@ -127,6 +127,8 @@ pub enum Response {
         trades: Vec<TradeRecord>,
         /// False when trades asked for have left the window.
         complete: bool,
+        /// The last durable trade.
+        last_seq: u64,
     },
     /// To `Lookup`.
     Stock(Stock),
@@ -550,7 +552,11 @@ impl CatalogNode {
                 Waiting::Term => Ok(Response::TermAccepted),
                 Waiting::Since { after, limit } => {
                     let (trades, complete) = self.table.trades_after(after, limit);
-                    Ok(Response::Trades { trades, complete })
+                    Ok(Response::Trades {
+                        trades,
+                        complete,
+                        last_seq: self.table.durable_seq(),
+                    })
                 }
                 Waiting::Batch(items) => Ok(Response::Traded(
                     items

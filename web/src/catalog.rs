@@ -228,29 +228,27 @@ impl Table {
         leader: Option<u64>,
         log_end: u64,
     ) -> ApiResult<Vec<ApiResult<TradeOutcome>>> {
-        let Table::Group(a) = self else {
-            let Table::Solo(a) = self else { unreachable!() };
-            let max = tradenet_actors::replication::MAX_TRADE_BATCH;
-            return http::each(trades, max, "trades", |t| {
-                let catalog = a.clone();
-                async move {
-                    validate_name(&t.name)?;
-                    catalog
-                        .send(Trade(t))
-                        .await
-                        .map_err(to_api)?
-                        .map_err(ApiError::from)
-                }
-            })
-            .await;
-        };
         let max = tradenet_actors::replication::MAX_TRADE_BATCH;
-        if trades.is_empty() || trades.len() > max {
-            return Err(ApiError::bad_request(format!(
-                "trades: 1..{max} items, got {}",
-                trades.len()
-            )));
-        }
+        let a = match self {
+            // Each trade goes to the actor as if it came alone (in order; the journal's group
+            // commit makes them durable together).
+            Table::Solo(a) => {
+                return http::each(trades, max, "trades", |t| {
+                    let catalog = a.clone();
+                    async move {
+                        validate_name(&t.name)?;
+                        catalog
+                            .send(Trade(t))
+                            .await
+                            .map_err(to_api)?
+                            .map_err(ApiError::from)
+                    }
+                })
+                .await
+            }
+            Table::Group(a) => a,
+        };
+        http::batch_size(trades.len(), max, "trades")?;
         for t in &trades {
             validate_name(&t.name)?;
         }
@@ -300,14 +298,15 @@ impl Table {
                     limit,
                 };
                 match a.send(Ask(req)).await.map_err(to_api)?? {
-                    NodeResponse::Trades { trades, complete } => {
-                        let status = a.send(GetStatus).await.map_err(to_api)?;
-                        Ok(TradesPage {
-                            trades,
-                            complete,
-                            last_seq: status.last_seq,
-                        })
-                    }
+                    NodeResponse::Trades {
+                        trades,
+                        complete,
+                        last_seq,
+                    } => Ok(TradesPage {
+                        trades,
+                        complete,
+                        last_seq,
+                    }),
                     other => Err(unexpected(&other)),
                 }
             }

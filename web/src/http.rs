@@ -364,13 +364,18 @@ pub async fn each<I, T, Fut>(
 where
     Fut: std::future::Future<Output = ApiResult<T>>,
 {
-    if items.is_empty() || items.len() > max {
+    batch_size(items.len(), max, what)?;
+    Ok(futures::future::join_all(items.into_iter().map(one)).await)
+}
+
+/// A batch of `len` items, `what` it holds, is 1 to `max` long (400 otherwise).
+pub fn batch_size(len: usize, max: usize, what: &str) -> ApiResult<()> {
+    if len == 0 || len > max {
         return Err(ApiError::bad_request(format!(
-            "a batch holds 1 to {max} {what}, not {}",
-            items.len()
+            "a batch holds 1 to {max} {what}, not {len}"
         )));
     }
-    Ok(futures::future::join_all(items.into_iter().map(one)).await)
+    Ok(())
 }
 
 /// A resource's path pattern, on every request it routes: the metrics' `route` label.

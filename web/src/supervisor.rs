@@ -64,14 +64,7 @@ impl CatalogGroup {
         replicas: &[Option<ReplicaState>],
         replica_addrs: &[String],
     ) -> Vec<(String, CatalogTerm)> {
-        let seen: Vec<CatalogSeen> = catalogs
-            .iter()
-            .flatten()
-            .map(|c| CatalogSeen {
-                id: c.id,
-                term: c.term,
-            })
-            .collect();
+        let seen: Vec<CatalogSeen> = catalogs.iter().flatten().map(CatalogSeen::from).collect();
         let held: Vec<Option<CatalogTerm>> = replicas
             .iter()
             .map(|r| r.as_ref().map(|r| r.catalog_term))

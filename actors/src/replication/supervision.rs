@@ -645,6 +645,24 @@ pub struct CatalogSeen {
     pub term: super::msg::CatalogTerm,
 }
 
+impl From<&crate::catalog_node::NodeState> for CatalogSeen {
+    fn from(s: &crate::catalog_node::NodeState) -> CatalogSeen {
+        CatalogSeen {
+            id: s.id,
+            term: s.term,
+        }
+    }
+}
+
+impl From<&crate::wire::catalog::CatalogState> for CatalogSeen {
+    fn from(s: &crate::wire::catalog::CatalogState) -> CatalogSeen {
+        CatalogSeen {
+            id: s.id,
+            term: s.term,
+        }
+    }
+}
+
 /// What a catalog round decided.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CatalogDecision {

@@ -919,10 +919,7 @@ impl World {
                 .cat_seen
                 .iter()
                 .flatten()
-                .map(|s| CatalogSeen {
-                    id: s.id,
-                    term: s.term,
-                })
+                .map(CatalogSeen::from)
                 .collect();
             let held: Vec<Option<CatalogTerm>> = states
                 .iter()
@@ -1501,9 +1498,9 @@ impl World {
                                         self.check_group_trades(c, role, &results);
                                         Ok(CatalogAnswer::Traded(results))
                                     }
-                                    Ok(catalog_node::Response::Trades { trades, complete }) => {
-                                        Ok(CatalogAnswer::Trades { trades, complete })
-                                    }
+                                    Ok(catalog_node::Response::Trades {
+                                        trades, complete, ..
+                                    }) => Ok(CatalogAnswer::Trades { trades, complete }),
                                     Ok(other) => Err(Error::Io(format!("{other:?}"))),
                                     Err(e) => Err(e),
                                 };

@@ -239,3 +239,26 @@ fn a_standby_answers_no_lookup_and_no_trade() {
     assert_eq!(status, 200, "{body}");
     wait_same_tables(&c, 1);
 }
+
+#[test]
+fn a_paused_primary_catalog_is_replaced_and_follows_when_it_resumes() {
+    let mut c = group();
+    wait_primary(&c, 2);
+    // SIGSTOP: the primary neither answers nor refuses; the calls to it time out.
+    let answers = load(&mut c, 4, 30, 20, |c| c.signal("catalog-2", libc::SIGSTOP));
+    assert_all_numbered(&answers, 0);
+    wait_primary(&c, 1);
+    let n = answers.len() as u64;
+    // Resumed, it learns of the newer term, is made primary again (the highest id), and
+    // catches up before it serves; nothing it did before the pause survives unrecorded.
+    c.signal("catalog-2", libc::SIGCONT);
+    wait_primary(&c, 2);
+    let more = load(&mut c, 2, 5, 0, |_| {});
+    assert_all_numbered(&more, n);
+    let total = n + more.len() as u64;
+    wait_same_tables(&c, total);
+    let records = orders(&c, total);
+    for addr in c.catalogs.values() {
+        assert_conservation(addr, &records);
+    }
+}
