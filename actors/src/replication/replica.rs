@@ -31,7 +31,7 @@ use crate::orderlog::{EntryId, Fit, Order, OrderLog};
 use crate::types::{validate_name, Epoch, RequestId};
 use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
 use crate::Error;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// How a replica behaves; the drivers fill it from the configuration.
 #[derive(Clone, Debug)]
@@ -303,7 +303,7 @@ struct Leadership {
     /// Orders at the catalog, by request id.
     trading: BTreeMap<RequestId, Trading>,
     /// Catalog call id -> the request ids it carries, and when it left.
-    calls: HashMap<u64, (Vec<RequestId>, Millis)>,
+    calls: BTreeMap<u64, (Vec<RequestId>, Millis)>,
     /// Trades waiting for a call to leave in (see `MAX_TRADE_CALLS`), in arrival order.
     queued: Vec<TradeRequest>,
     /// Traded orders beyond our last (an earlier trade's answer has not come back yet).
@@ -320,7 +320,7 @@ struct Leadership {
 enum TakeoverStep {
     /// Asked every peer for its state.
     Survey {
-        asked: HashMap<u64, NodeId>,
+        asked: BTreeMap<u64, NodeId>,
         answers: BTreeMap<NodeId, Option<EntryId>>,
         deadline: Millis,
     },
@@ -350,7 +350,7 @@ struct Takeover {
 
 enum Phase {
     Recovering {
-        asked: HashMap<u64, NodeId>,
+        asked: BTreeMap<u64, NodeId>,
         answered: usize,
         leader_seen: bool,
         deadline: Millis,
@@ -428,7 +428,7 @@ impl Replica {
             acked_upto: 0,
             cfg,
         };
-        let mut asked = HashMap::new();
+        let mut asked = BTreeMap::new();
         for p in r.cfg.peers.clone() {
             let id = r.send(p, Request::State);
             asked.insert(id, p);
@@ -1366,7 +1366,7 @@ impl Replica {
             "replica {} is named leader of epoch {epoch}: taking over",
             self.cfg.id
         );
-        let mut asked = HashMap::new();
+        let mut asked = BTreeMap::new();
         for p in self.cfg.peers.clone() {
             let id = self.send(p, Request::State);
             asked.insert(id, p);
@@ -1696,7 +1696,7 @@ impl Replica {
             followers,
             waiting: BTreeMap::new(),
             trading: BTreeMap::new(),
-            calls: HashMap::new(),
+            calls: BTreeMap::new(),
             queued: Vec::new(),
             held: BTreeMap::new(),
             gap_since: None,

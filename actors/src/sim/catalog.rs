@@ -7,7 +7,7 @@ use crate::replication::{CatalogAnswer, CatalogCall};
 use crate::types::{Epoch, RequestId, TradeKind};
 use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
 use crate::Error;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// One stock's (quantity, volume).
 pub type Holding = (u64, u64);
@@ -20,7 +20,7 @@ pub struct CatalogModel {
     pub initial: BTreeMap<String, u64>,
     /// Every applied trade; trade `seq` is at index `seq - 1`.
     pub journal: Vec<TradeRecord>,
-    answers: HashMap<RequestId, Result<TradeOutcome, Error>>,
+    answers: BTreeMap<RequestId, Result<TradeOutcome, Error>>,
     /// The newest leader epoch seen.
     pub fence: Epoch,
 }
@@ -35,7 +35,7 @@ impl CatalogModel {
                 .collect(),
             initial: stocks.iter().map(|s| (s.to_string(), quantity)).collect(),
             journal: Vec::new(),
-            answers: HashMap::new(),
+            answers: BTreeMap::new(),
             fence: 0,
         }
     }

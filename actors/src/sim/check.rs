@@ -16,7 +16,7 @@ use crate::orderlog::{Order, OrderLog};
 use crate::replication::{NodeId, PlaceOrder, Response, Role};
 use crate::types::{RequestId, TradeKind};
 use crate::Error;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What the checks remember between steps.
@@ -26,7 +26,7 @@ pub struct Checker {
     pub violations: Vec<String>,
     /// Acknowledged number -> request id.
     pub acked: BTreeMap<u64, RequestId>,
-    by_rid: HashMap<RequestId, u64>,
+    by_rid: BTreeMap<RequestId, u64>,
 }
 
 impl Checker {

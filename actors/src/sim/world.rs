@@ -19,7 +19,7 @@ use crate::Error;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::path::Path;
 
 /// The catalog's node id.
@@ -144,7 +144,7 @@ struct CatNode {
     node: Option<CatalogNode>,
     journal: Vec<JournalEntry>,
     incarnation: u64,
-    asks: HashMap<u64, CatAsk>,
+    asks: BTreeMap<u64, CatAsk>,
     next: u64,
 }
 
@@ -178,7 +178,7 @@ struct Pending {
 
 /// A heartbeat round in progress: its number, the replica index each probe went to, the
 /// answers so far.
-type Round = (u64, HashMap<u64, usize>, Vec<Option<ReplicaState>>);
+type Round = (u64, BTreeMap<u64, usize>, Vec<Option<ReplicaState>>);
 
 struct Frontend {
     id: NodeId,
@@ -188,10 +188,10 @@ struct Frontend {
     recheck: bool,
     next_id: u64,
     pending: BTreeMap<u64, Pending>,
-    by_msg: HashMap<u64, u64>,
+    by_msg: BTreeMap<u64, u64>,
     /// A catalog group's election, and this round's catalog answers (message id -> index).
     cat: Option<CatalogElection>,
-    cat_asked: HashMap<u64, usize>,
+    cat_asked: BTreeMap<u64, usize>,
     cat_seen: Vec<Option<NodeState>>,
 }
 
@@ -215,7 +215,7 @@ pub(super) struct World {
     now: Millis,
     seq: u64,
     queue: BinaryHeap<Reverse<(Millis, u64, usize)>>,
-    events: HashMap<usize, Ev>,
+    events: BTreeMap<usize, Ev>,
     next_ev: usize,
     replicas: Vec<ReplicaNode>,
     pub catalog: CatalogModel,
@@ -224,15 +224,15 @@ pub(super) struct World {
     cats: Vec<CatNode>,
     frontends: Vec<Frontend>,
     clients: Vec<Client>,
-    cut: HashSet<(NodeId, NodeId)>,
+    cut: BTreeSet<(NodeId, NodeId)>,
     drop_p: f64,
     dup_p: f64,
     pub check: Checker,
     pub trace: Vec<String>,
     /// Request ids the clients issued.
-    pub issued: HashSet<RequestId>,
+    pub issued: BTreeSet<RequestId>,
     /// Place requests being served by a replica: (replica, envelope).
-    placing: HashSet<(NodeId, Envelope)>,
+    placing: BTreeSet<(NodeId, Envelope)>,
     report: Report,
 }
 
@@ -274,10 +274,10 @@ impl World {
                 recheck: false,
                 next_id: 1,
                 pending: BTreeMap::new(),
-                by_msg: HashMap::new(),
+                by_msg: BTreeMap::new(),
                 cat: (cfg.catalogs > 1)
                     .then(|| CatalogElection::new(&(1..=cfg.catalogs).collect::<Vec<_>>())),
-                cat_asked: HashMap::new(),
+                cat_asked: BTreeMap::new(),
                 cat_seen: Vec::new(),
             })
             .collect();
@@ -287,7 +287,7 @@ impl World {
                     node: None,
                     journal: Vec::new(),
                     incarnation: 0,
-                    asks: HashMap::new(),
+                    asks: BTreeMap::new(),
                     next: 1,
                 })
                 .collect()
@@ -307,7 +307,7 @@ impl World {
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
-            events: HashMap::new(),
+            events: BTreeMap::new(),
             next_ev: 0,
             replicas,
             catalog: CatalogModel::new(&STOCKS, 40),
@@ -315,13 +315,13 @@ impl World {
             cats,
             frontends,
             clients,
-            cut: HashSet::new(),
+            cut: BTreeSet::new(),
             drop_p,
             dup_p,
             check: Checker::default(),
             trace: Vec::new(),
-            issued: HashSet::new(),
-            placing: HashSet::new(),
+            issued: BTreeSet::new(),
+            placing: BTreeSet::new(),
             report: Report::default(),
             cfg,
         }
@@ -880,7 +880,7 @@ impl World {
         fe.rounds += 1;
         let no = fe.rounds;
         let from = fe.id;
-        let mut asked = HashMap::new();
+        let mut asked = BTreeMap::new();
         let mut sends = Vec::new();
         for i in 0..self.cfg.replicas as usize {
             let id = fe.next_id;
