@@ -24,8 +24,9 @@ USAGE: simulate [--seeds N] [--seed S] [--trace] [--flaw NAME] [--catalogs N]
   --trace      print the trace of every failing seed (always on with --seed)
   --calm       no faults: only load (a baseline for the figures)
   --flaw NAME  run a deliberately broken machine: ack-before-followers, skip-epoch-check,
-               forget-request-ids, unbounded-batches, catalog-serves-unsynced (the checks
-               must catch each; the last needs --catalogs 2)
+               forget-request-ids, unbounded-batches, catalog-serves-unsynced,
+               ack-without-catalog-copy (the checks must catch each; the last two need
+               --catalogs 2)
   --catalogs N 1 (default): the catalog model; 2 or more: a catalog group of real catalog
                nodes that crash and restart, the front ends electing the primary
   --no-replica-faults  replicas neither crash nor pause (catalogs, links and messages still
@@ -62,6 +63,7 @@ fn main() {
                     "forget-request-ids" => Flaw::ForgetRequestIds,
                     "unbounded-batches" => Flaw::UnboundedBatches,
                     "catalog-serves-unsynced" => Flaw::CatalogServesUnsynced,
+                    "ack-without-catalog-copy" => Flaw::AckWithoutCatalogCopy,
                     other => fail(&format!("unknown flaw {other:?}")),
                 })
             }

@@ -18,7 +18,9 @@
 
 use crate::catalog::{Accepted, Catalog, JournalEntry};
 use crate::catalog_follow::{follow, Stall};
-use crate::replication::{CatalogTerm, Envelope, Millis, NodeId, OrdersPage, ReadOrders};
+use crate::replication::{
+    CatalogCopy, CatalogTerm, Envelope, Millis, NodeId, OrdersPage, ReadOrders,
+};
 use crate::types::Epoch;
 use crate::wire::catalog::{TradeOutcome, TradeRecord, TradeRequest};
 use crate::wire::frontend::Stock;
@@ -89,6 +91,8 @@ pub enum Request {
         log_end: u64,
         /// The trades.
         trades: Vec<TradeRequest>,
+        /// The catalog epoch of the leader's catalog term (answered only in that epoch).
+        catalog_epoch: Option<Epoch>,
     },
     /// An order leader reads back the trades after `after`.
     TradesSince {
@@ -102,6 +106,8 @@ pub enum Request {
         after: u64,
         /// At most this many.
         limit: usize,
+        /// As for `Trades`.
+        catalog_epoch: Option<Epoch>,
     },
     /// A front end looks a stock up.
     Lookup(String),
@@ -264,6 +270,12 @@ pub struct CatalogNode {
     peers_checked: bool,
     /// Asking them now.
     peer_check: Option<PeerCheck>,
+    /// The table holds this leader's log up to here, as of its last page: (replica, its
+    /// epoch, orders). Reported with the next read (`CatalogCopy`) once durable.
+    holding: Option<(NodeId, Epoch, u64)>,
+    /// That leader holds answers back until a catalog copy holds them: read again as soon as
+    /// the last page is durable.
+    hurry: bool,
     next_read: Millis,
     next_id: u64,
     ticket: u64,
@@ -290,6 +302,8 @@ impl CatalogNode {
             sweep: None,
             peers_checked: false,
             peer_check: None,
+            holding: None,
+            hurry: false,
             next_read: now,
             next_id: 1,
             ticket: 0,
@@ -394,6 +408,7 @@ impl CatalogNode {
                         self.target = None;
                         self.peers_checked = false;
                         self.peer_check = None;
+                        self.holding = None;
                         self.journal(entry);
                     }
                     self.respond_when_durable(env, Waiting::Term);
@@ -424,8 +439,9 @@ impl CatalogNode {
                 epoch,
                 log_end,
                 trades,
+                catalog_epoch,
             } => {
-                if let Err(e) = self.admit(leader, epoch, log_end) {
+                if let Err(e) = self.admit(leader, epoch, log_end, catalog_epoch) {
                     let n = trades.len();
                     let all = (0..n).map(|_| Err(e.clone())).collect();
                     return self.respond(env, Ok(Response::Traded(all)));
@@ -439,8 +455,9 @@ impl CatalogNode {
                 log_end,
                 after,
                 limit,
+                catalog_epoch,
             } => {
-                if let Err(e) = self.admit(leader, epoch, log_end) {
+                if let Err(e) = self.admit(leader, epoch, log_end, catalog_epoch) {
                     return self.respond(env, Err(e));
                 }
                 match self.table.observe_epoch(epoch) {
@@ -471,9 +488,26 @@ impl CatalogNode {
 
     /// May leader `leader` of `epoch`, whose log ends at `log_end`, be served now? Starts
     /// catching up with its log when not.
-    fn admit(&mut self, leader: NodeId, epoch: Epoch, log_end: u64) -> Result<(), Error> {
+    fn admit(
+        &mut self,
+        leader: NodeId,
+        epoch: Epoch,
+        log_end: u64,
+        catalog_epoch: Option<Epoch>,
+    ) -> Result<(), Error> {
         if self.role() == Role::Standby {
             return Err(Error::Unavailable(self.not_serving()));
+        }
+        let held = self.table.term().epoch;
+        if catalog_epoch.is_some_and(|c| c != held) {
+            // The leader and this catalog are in different catalog terms: an answer now would
+            // reach the leader as made in its term although it was not (the leader retries
+            // once both hold the same term, which the supervisors announce to both).
+            return Err(Error::Unavailable(format!(
+                "catalog {} holds catalog epoch {held}, the leader's call is for {}",
+                self.cfg.id,
+                catalog_epoch.unwrap_or_default()
+            )));
         }
         if epoch < self.table.epoch() {
             return Err(Error::Fenced {
@@ -527,6 +561,10 @@ impl CatalogNode {
 
     fn on_durable(&mut self, t: u64) {
         self.durable_ticket = self.durable_ticket.max(t);
+        if self.hurry {
+            // The copy the leader waits for is durable: report it now.
+            self.next_read = self.next_read.min(self.now);
+        }
         let mut seq = None;
         while self.pending.front().is_some_and(|(pt, _)| *pt <= t) {
             seq = self.pending.pop_front().map(|(_, s)| s);
@@ -595,6 +633,11 @@ impl CatalogNode {
         if !wanted || self.now < self.next_read || self.cfg.replicas.is_empty() {
             return;
         }
+        if self.hurry && self.ticket > self.durable_ticket {
+            // The copy the leader waits for is reported once it is durable.
+            return;
+        }
+        self.hurry = false;
         let to = match self.source {
             Some(s) => s,
             None => {
@@ -612,12 +655,21 @@ impl CatalogNode {
             .or(swept)
             .unwrap_or(self.table.confirmed())
             .min(self.table.last_seq());
+        let copy = self
+            .holding
+            .filter(|h| h.0 == to)
+            .map(|(_, epoch, upto)| CatalogCopy {
+                catalog: self.cfg.id,
+                epoch,
+                upto: upto.min(self.table.durable_seq()),
+            });
         self.out.push(Effect::Read {
             to,
             id,
             request: ReadOrders {
                 from,
                 limit: self.cfg.page,
+                copy,
             },
         });
     }
@@ -719,6 +771,7 @@ impl CatalogNode {
                     .and_then(|c| c.tails.iter().find(|(f, _)| *f == from))
                     .map(|(_, t)| t.clone())
                     .unwrap_or_default();
+                self.holding = None;
                 match self.table.rollback_to(log_end) {
                     Ok(Some(entry)) => {
                         self.journal(entry);
@@ -769,22 +822,31 @@ impl CatalogNode {
         let page = match result {
             Ok(p) if p.leading => p,
             // Not the leader (or no answer): look for it.
-            _ => {
+            other => {
+                if other.is_ok() && self.target.is_some_and(|t| t.0 == from) {
+                    // The leader we caught up with no longer leads: follow whoever does.
+                    self.target = None;
+                }
                 self.source = None;
                 return;
             }
         };
         if let Some((leader, epoch, _)) = self.target {
-            if from != leader {
+            if from == leader && page.epoch != epoch {
+                // That leader's term changed: the next leader's call names it.
+                self.target = None;
+                return;
+            }
+            if from != leader && page.epoch <= epoch {
                 // A standby's read from before: read the leader we catch up with instead.
                 self.source = Some(leader);
                 self.next_read = self.now;
                 return;
             }
-            if page.epoch != epoch {
-                // That leader's term changed: the next leader's call names it.
+            if from != leader {
+                // A newer leader than the one that called (which may never call again, with
+                // nothing to trade): catch up with this one; its next call names its log's end.
                 self.target = None;
-                return;
             }
         }
         self.source = Some(from);
@@ -812,7 +874,13 @@ impl CatalogNode {
                 if let Some(e) = self.table.confirm(f.confirmed.min(may_confirm)) {
                     self.journal(e);
                 }
+                self.holding = Some((from, page.epoch, f.confirmed));
                 let done = f.confirmed >= page.log_end;
+                if done && page.copy_wanted {
+                    // Read again (reporting this page's copy) as soon as it is durable.
+                    self.hurry = true;
+                    self.next_read = self.now.saturating_add(1).min(self.next_read);
+                }
                 if !done {
                     // More to read: at once, on from where this page ended.
                     self.sweep = Some((from, page.epoch, f.confirmed));
@@ -900,6 +968,10 @@ mod tests {
         next_env: u64,
         /// Another catalog (id 2) when configured: its trades and its rid at any asked end.
         peer: Option<(Vec<TradeRecord>, Option<RequestId>)>,
+        /// The leader's pages say it waits for a catalog copy.
+        copy_wanted: bool,
+        /// Every read the node sent.
+        reads: Vec<ReadOrders>,
     }
 
     impl World {
@@ -939,6 +1011,8 @@ mod tests {
                 invalidated: 0,
                 next_env: 1,
                 peer: None,
+                copy_wanted: false,
+                reads: Vec::new(),
             }
         }
 
@@ -953,6 +1027,7 @@ mod tests {
                             queue.push_back(Event::Durable(ticket));
                         }
                         Effect::Read { to, id, request } => {
+                            self.reads.push(request);
                             let result = if to == LEADER {
                                 let from = request.from as usize;
                                 let end = (from + request.limit).min(self.log.len());
@@ -962,6 +1037,7 @@ mod tests {
                                     acknowledged: self.acknowledged,
                                     leading: true,
                                     epoch: self.leader_epoch,
+                                    copy_wanted: self.copy_wanted,
                                 })
                             } else {
                                 Ok(OrdersPage {
@@ -970,6 +1046,7 @@ mod tests {
                                     acknowledged: 0,
                                     leading: false,
                                     epoch: self.leader_epoch,
+                                    copy_wanted: false,
                                 })
                             };
                             queue.push_back(Event::Reply {
@@ -1036,6 +1113,7 @@ mod tests {
                 epoch: self.leader_epoch,
                 log_end: self.log.len() as u64,
                 trades,
+                catalog_epoch: None,
             };
             match self.ask(req) {
                 Ok(Response::Traded(r)) => r,
@@ -1087,6 +1165,72 @@ mod tests {
     }
 
     #[test]
+    fn a_standby_reports_its_durable_copy_and_reads_again_at_once_while_the_leader_waits() {
+        // One page's worth (two orders).
+        let mut w = World::new((0..2).map(|n| order(n, 10 + u128::from(n), 2)).collect());
+        // The leader holds its answers back until a catalog copy holds them.
+        w.acknowledged = 0;
+        w.copy_wanted = true;
+        w.term(1, 2);
+        w.run(Event::Tick);
+        // The first read holds nothing yet; the page is durable at once here, so the next read
+        // leaves at once and reports it.
+        assert_eq!(w.reads[0].copy, None);
+        let copy = CatalogCopy {
+            catalog: ME,
+            epoch: 5,
+            upto: 2,
+        };
+        assert_eq!(w.reads.len(), 2, "{:?}", w.reads);
+        assert_eq!(w.reads[1].copy, Some(copy));
+        // The leader acknowledged them (the page that answered that read still asked for a
+        // copy, so one more read follows a millisecond later): then one read every
+        // `follow_every`.
+        w.acknowledged = 2;
+        w.copy_wanted = false;
+        w.now += 1;
+        w.run(Event::Tick);
+        assert_eq!(w.reads.len(), 3);
+        w.now += 50;
+        w.run(Event::Tick);
+        assert_eq!(w.reads.len(), 3);
+        w.now += 60;
+        w.run(Event::Tick);
+        assert_eq!(w.reads.len(), 4);
+        assert_eq!(w.reads[3].copy, Some(copy));
+    }
+
+    #[test]
+    fn a_primary_answers_only_calls_made_in_its_catalog_epoch() {
+        let mut w = World::new((0..3).map(|n| order(n, 10 + u128::from(n), 2)).collect());
+        w.term(2, ME);
+        w.pass(2000);
+        assert_eq!(w.node.state().role, Role::Primary);
+        let call = |catalog_epoch| Request::Trades {
+            leader: LEADER,
+            epoch: 5,
+            log_end: 3,
+            trades: vec![trade(20, 1, 5)],
+            catalog_epoch,
+        };
+        // A leader that already holds catalog epoch 3 (or still holds 1): the answer would be
+        // taken as made in its term, so it is refused (the leader retries).
+        for other in [3, 1] {
+            match w.ask(call(Some(other))) {
+                Ok(Response::Traded(r)) => {
+                    assert!(matches!(&r[0], Err(Error::Unavailable(m)) if m.contains("epoch")))
+                }
+                r => panic!("{r:?}"),
+            }
+        }
+        assert_eq!(w.node.state().last_seq, 3, "nothing traded");
+        match w.ask(call(Some(2))) {
+            Ok(Response::Traded(r)) => assert_eq!(r[0].as_ref().unwrap().seq, 4),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
     fn a_new_primary_catches_up_before_it_serves_then_numbers_from_the_logs_end() {
         let mut w = World::new((0..3).map(|n| order(n, 10 + u128::from(n), 2)).collect());
         // Made primary, it answers nothing until it has read the leader's log, which it does
@@ -1115,6 +1259,7 @@ mod tests {
             epoch: 4,
             log_end: 3,
             trades: vec![trade(30, 1, 4)],
+            catalog_epoch: None,
         });
         assert!(
             matches!(old, Ok(Response::Traded(r)) if matches!(r[0], Err(Error::Fenced { .. })))
@@ -1127,6 +1272,7 @@ mod tests {
             log_end: 5,
             after: 3,
             limit: 10,
+            catalog_epoch: None,
         });
         assert!(matches!(since, Err(Error::Unavailable(_))), "{since:?}");
         assert_eq!(
@@ -1193,6 +1339,7 @@ mod tests {
             log_end: 3,
             after: 3,
             limit: 10,
+            catalog_epoch: None,
         };
         let first = w.ask(ask.clone());
         assert!(matches!(first, Err(Error::Unavailable(_))), "{first:?}");

@@ -546,7 +546,10 @@ fn a_new_catalog_term_moves_every_unrecorded_trade_to_the_new_primary() {
                 Effect::Catalog {
                     to,
                     id,
-                    call: CatalogCall::Trades { log_end, trades },
+                    call:
+                        CatalogCall::Trades {
+                            log_end, trades, ..
+                        },
                 } => Some((*to, *id, trades.iter().map(|t| t.rid.0).collect(), *log_end)),
                 _ => None,
             })
@@ -653,4 +656,343 @@ fn a_new_catalog_term_moves_every_unrecorded_trade_to_the_new_primary() {
             Some(Err(Error::Fenced { .. }))
         ));
     }
+}
+
+#[test]
+fn with_a_catalog_group_a_leader_alone_answers_only_once_a_standby_catalog_holds_the_order() {
+    use tradenet_actors::replication::{CatalogCopy, CatalogTerm, OrdersPage, ReadOrders};
+    for group in [false, true] {
+        // No follower at all: the leader is alone, as when every follower lags.
+        let mut cfg = config(3, &[]);
+        cfg.catalog_group = group;
+        let (mut r, _) = Replica::new(cfg, OrderLog::default(), Term::default(), 0);
+        lead(&mut r, 1);
+        let t = CatalogTerm {
+            epoch: 1,
+            primary: Some(2),
+        };
+        step(&mut r, 3, Event::Request(CLIENT, Request::CatalogTerm(t)));
+        let client = Envelope { from: 0, id: 7 };
+        let place = Request::Place(PlaceOrder {
+            rid: RequestId(42),
+            name: "FishCo".into(),
+            quantity: 1,
+            kind: TradeKind::Sell,
+        });
+        let fx = step(&mut r, 4, Event::Request(client, place));
+        let call = catalog_call(&fx, |c| matches!(c, CatalogCall::Trades { .. })).unwrap();
+        let traded = Ok(CatalogAnswer::Traded(vec![Ok(TradeOutcome {
+            seq: 1,
+            name: "FishCo".into(),
+            kind: TradeKind::Sell,
+            quantity: 1,
+            price: 1.0,
+        })]));
+        let fx = step(
+            &mut r,
+            5,
+            Event::CatalogReply {
+                id: call,
+                result: traded,
+            },
+        );
+        if !group {
+            // One catalog: its journal is the second copy; the leader answers at once.
+            assert!(matches!(answer(&fx, client), Some(Ok(Response::Order(_)))));
+            continue;
+        }
+        assert!(answer(&fx, client).is_none(), "answered with one copy");
+        let read = |catalog, epoch| {
+            let asker = Envelope {
+                from: 100 + catalog,
+                id: epoch,
+            };
+            let request = Request::ReadOrders(ReadOrders {
+                from: 0,
+                limit: 10,
+                copy: Some(CatalogCopy {
+                    catalog,
+                    epoch,
+                    upto: 1,
+                }),
+            });
+            (asker, Event::Request(asker, request))
+        };
+        let page = |fx: &[Effect], asker| match answer(fx, asker) {
+            Some(Ok(Response::Orders(p))) => p,
+            other => panic!("{other:?}"),
+        };
+        // A copy of an older epoch's log is not this log: answered at once, asking for a copy.
+        let (asker, ev) = read(1, 0);
+        let fx = step(&mut r, 6, ev);
+        assert!(answer(&fx, client).is_none());
+        let p: OrdersPage = page(&fx, asker);
+        assert!(p.copy_wanted && p.acknowledged == 0, "{p:?}");
+        // The primary's own copy is not a second one. Its read, holding the whole log, is
+        // kept until there is more, or a heartbeat (`retry`) passes.
+        let (asker, ev) = read(2, 1);
+        let fx = step(&mut r, 6, ev);
+        assert!(answer(&fx, client).is_none() && answer(&fx, asker).is_none());
+        let fx = step(&mut r, 300, Event::Tick);
+        let p = page(&fx, asker);
+        assert!(p.copy_wanted && p.acknowledged == 0, "{p:?}");
+        assert!(answer(&fx, client).is_none());
+        // Standby catalog 1 holds it: answered. Its read is kept in turn: the leader, still
+        // alone, answers it with the next durable order.
+        let (asker, ev) = read(1, 1);
+        let fx = step(&mut r, 301, ev);
+        match answer(&fx, client) {
+            Some(Ok(Response::Order(o))) => assert_eq!((o.number, o.rid), (0, RequestId(42))),
+            other => panic!("expected the order, got {other:?}"),
+        }
+        assert!(answer(&fx, asker).is_none());
+        let fx = step(&mut r, 600, Event::Tick);
+        let p = page(&fx, asker);
+        assert!(p.copy_wanted && p.acknowledged == 1, "{p:?}");
+    }
+}
+
+#[test]
+fn with_a_catalog_group_a_takeover_waits_for_a_majority_of_the_replicas() {
+    for group in [false, true] {
+        let mut cfg = config(3, &[1, 2]);
+        cfg.catalog_group = group;
+        cfg.replicate_timeout = 100;
+        let (mut r, _) = Replica::new(cfg, OrderLog::default(), Term::default(), 0);
+        let fx = step(&mut r, 0, Event::Request(CLIENT, Request::Term(term(4, 3))));
+        // One catalog: plain state requests; a group: surveys naming the new term.
+        let asked = |fx: &[Effect]| -> Vec<(u64, u64)> {
+            fx.iter()
+                .filter_map(|e| match e {
+                    Effect::Send {
+                        to,
+                        id,
+                        request: Request::State,
+                    } if !group => Some((*to, *id)),
+                    Effect::Send {
+                        to,
+                        id,
+                        request: Request::Survey(t),
+                    } if group && *t == term(4, 3) => Some((*to, *id)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(asked(&fx).len(), 2);
+        // Neither peer answers in time.
+        let fx = step(&mut r, 150, Event::Tick);
+        let reconciles = catalog_call(&fx, |c| matches!(c, CatalogCall::TradesSince { .. }));
+        if !group {
+            // One catalog: it holds every acknowledged trade; the takeover goes on with it.
+            assert!(reconciles.is_some(), "{fx:?}");
+            continue;
+        }
+        assert!(reconciles.is_none(), "went on without a majority: {fx:?}");
+        let again = asked(&fx);
+        assert_eq!(
+            again.iter().map(|a| a.0).collect::<Vec<_>>(),
+            vec![1, 2],
+            "the silent peers are asked again"
+        );
+        assert_eq!(r.role(), Role::TakingOver);
+        // Replica 2 answers (holding a longer log): a majority. Replica 1 stays silent; once
+        // the survey's time is up, the takeover pulls from replica 2.
+        step(
+            &mut r,
+            160,
+            Event::Reply {
+                from: 2,
+                id: again[1].1,
+                result: Ok(state(
+                    2,
+                    Some(EntryId {
+                        number: 4,
+                        epoch: 2,
+                    }),
+                    term(4, 3),
+                )),
+            },
+        );
+        let fx = step(&mut r, 260, Event::Tick);
+        assert!(
+            fx.iter().any(|e| matches!(
+                e,
+                Effect::Send {
+                    to: 2,
+                    request: Request::Fetch(_),
+                    ..
+                }
+            )),
+            "{fx:?}"
+        );
+    }
+}
+
+#[test]
+fn a_survey_fences_the_replaced_leader_and_answers_once_its_last_batch_is_durable() {
+    use tradenet_actors::replication::Append;
+    // Replica 2 follows replica 3 in epoch 3 with two orders.
+    let (mut r, _) = Replica::new(config(2, &[1, 3]), log_of(&[3, 3]), term(3, 3), 0);
+    // Leader 3's next batch is written but not durable yet when replica 1's survey arrives.
+    let batch = Append {
+        term: term(3, 3),
+        prev: Some(EntryId {
+            number: 1,
+            epoch: 3,
+        }),
+        orders: vec![order(2, 3)],
+        leader_last: Some(EntryId {
+            number: 2,
+            epoch: 3,
+        }),
+    };
+    let from_leader = Envelope { from: 3, id: 1 };
+    let fx = r.step(
+        0,
+        Event::Request(from_leader, Request::Append(batch.clone())),
+    );
+    let write = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Write(w) => Some(w.ticket()),
+            _ => None,
+        })
+        .expect("the batch is written");
+    let surveyor = Envelope { from: 1, id: 2 };
+    let fx = r.step(1, Event::Request(surveyor, Request::Survey(term(5, 1))));
+    assert!(answer(&fx, surveyor).is_none(), "answered before durable");
+    let term_write = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Write(w) => Some(w.ticket()),
+            _ => None,
+        })
+        .max()
+        .expect("the term is persisted");
+    assert!(term_write > write);
+    // Both writes durable: the leader's batch is acknowledged to it, and the survey's answer
+    // counts that order (the new leader will pull it) under the new term.
+    let fx = r.step(2, Event::Durable(term_write));
+    assert!(matches!(
+        answer(&fx, from_leader),
+        Some(Ok(Response::Appended(Appended { matched: true, .. })))
+    ));
+    match answer(&fx, surveyor) {
+        Some(Ok(Response::State(s))) => {
+            assert_eq!(s.term, term(5, 1));
+            assert_eq!(s.last.map(|l| l.number), Some(2));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The replaced leader's next batch is refused: it cannot acknowledge through replica 2.
+    let mut next = batch;
+    next.prev = Some(EntryId {
+        number: 2,
+        epoch: 3,
+    });
+    next.orders = vec![order(3, 3)];
+    let again = Envelope { from: 3, id: 3 };
+    let fx = step(&mut r, 3, Event::Request(again, Request::Append(next)));
+    assert!(
+        matches!(
+            answer(&fx, again),
+            Some(Err(Error::Fenced { known: 5, .. }))
+        ),
+        "{fx:?}"
+    );
+    // A survey of an older term is refused as well.
+    let old = Envelope { from: 1, id: 4 };
+    let fx = step(&mut r, 4, Event::Request(old, Request::Survey(term(4, 1))));
+    assert!(matches!(answer(&fx, old), Some(Err(Error::Fenced { .. }))));
+}
+
+#[test]
+fn after_a_change_of_primary_a_leader_alone_waits_for_the_new_primary_to_hold_its_orders() {
+    use tradenet_actors::replication::{CatalogCopy, CatalogTerm, ReadOrders};
+    let mut cfg = config(3, &[]);
+    cfg.catalog_group = true;
+    let (mut r, _) = Replica::new(cfg, OrderLog::default(), Term::default(), 0);
+    lead(&mut r, 1);
+    let catalog_term = |epoch, primary| {
+        Request::CatalogTerm(CatalogTerm {
+            epoch,
+            primary: Some(primary),
+        })
+    };
+    let place = |rid: u128| {
+        Request::Place(PlaceOrder {
+            rid: RequestId(rid),
+            name: "FishCo".into(),
+            quantity: 1,
+            kind: TradeKind::Sell,
+        })
+    };
+    let traded = |seq| {
+        Ok(CatalogAnswer::Traded(vec![Ok(TradeOutcome {
+            seq,
+            name: "FishCo".into(),
+            kind: TradeKind::Sell,
+            quantity: 1,
+            price: 1.0,
+        })]))
+    };
+    step(&mut r, 1, Event::Request(CLIENT, catalog_term(1, 1)));
+    // Order A is traded at catalog 1, the primary.
+    let a = Envelope { from: 0, id: 10 };
+    let fx = step(&mut r, 2, Event::Request(a, place(1)));
+    let call = catalog_call(&fx, |c| matches!(c, CatalogCall::Trades { .. })).unwrap();
+    let fx = step(
+        &mut r,
+        3,
+        Event::CatalogReply {
+            id: call,
+            result: traded(1),
+        },
+    );
+    assert!(answer(&fx, a).is_none(), "no second copy yet");
+    // Catalog 2 becomes primary; catalog 1, now a standby, reports holding A.
+    step(&mut r, 4, Event::Request(CLIENT, catalog_term(2, 2)));
+    let read = Envelope { from: 101, id: 1 };
+    let copy = Request::ReadOrders(ReadOrders {
+        from: 0,
+        limit: 10,
+        copy: Some(CatalogCopy {
+            catalog: 1,
+            epoch: 1,
+            upto: 1,
+        }),
+    });
+    let fx = step(&mut r, 5, Event::Request(read, copy));
+    assert!(
+        answer(&fx, a).is_none(),
+        "A is held by this leader and catalog 1 only: the new primary has not seen it"
+    );
+    // Order B goes to catalog 2, which answers once it has caught up with this log (A
+    // included): now A is on both catalogs.
+    let b = Envelope { from: 0, id: 11 };
+    let fx = step(&mut r, 6, Event::Request(b, place(2)));
+    let call = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Catalog {
+                to: Some(2),
+                id,
+                call: CatalogCall::Trades { log_end: 1, .. },
+            } => Some(*id),
+            _ => None,
+        })
+        .expect("B goes to the new primary, naming the log's end");
+    let fx = step(
+        &mut r,
+        7,
+        Event::CatalogReply {
+            id: call,
+            result: traded(2),
+        },
+    );
+    match answer(&fx, a) {
+        Some(Ok(Response::Order(o))) => assert_eq!(o.number, 0),
+        other => panic!("A: {other:?}"),
+    }
+    assert!(answer(&fx, b).is_none(), "B has no standby copy yet");
 }

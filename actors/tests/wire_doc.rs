@@ -260,6 +260,7 @@ fn rows() -> Vec<Row> {
                     trades: vec![],
                     log_end: 0,
                     leader: Some(3),
+                    catalog_epoch: Some(2),
                 }),
                 ex(TradeResult::Ok(TradeOutcome {
                     seq: 2,
@@ -288,6 +289,7 @@ fn rows() -> Vec<Row> {
                     limit: 100,
                     log_end: 3,
                     leader: Some(3),
+                    catalog_epoch: Some(2),
                 }),
                 ex(TradesPage {
                     trades: vec![record.clone()],
@@ -423,6 +425,13 @@ fn rows() -> Vec<Row> {
             INTERNAL,
             REPLICA,
             "POST",
+            wire::SURVEY,
+            vec![ex(term), ex(state.clone())],
+        ),
+        row(
+            INTERNAL,
+            REPLICA,
+            "POST",
             wire::REPLICA_ORDERS,
             vec![ex(PlaceOrder {
                 rid: rid(),
@@ -469,6 +478,16 @@ fn rows() -> Vec<Row> {
                 ex(replica::ReadOrders {
                     from: 0,
                     limit: 100,
+                    copy: Some(replica::CatalogCopy {
+                        catalog: 1,
+                        epoch: 1,
+                        upto: 1,
+                    }),
+                }),
+                ex(replica::CatalogCopy {
+                    catalog: 1,
+                    epoch: 1,
+                    upto: 1,
                 }),
                 ex(replica::OrdersPage {
                     orders: vec![order.clone()],
@@ -476,6 +495,7 @@ fn rows() -> Vec<Row> {
                     acknowledged: 1,
                     leading: true,
                     epoch: 1,
+                    copy_wanted: false,
                 }),
             ],
         ),

@@ -227,6 +227,7 @@ impl Table {
         trades: Vec<TradeRequest>,
         leader: Option<u64>,
         log_end: u64,
+        catalog_epoch: Option<tradenet_actors::types::Epoch>,
     ) -> ApiResult<Vec<ApiResult<TradeOutcome>>> {
         let max = tradenet_actors::replication::MAX_TRADE_BATCH;
         let a = match self {
@@ -263,6 +264,7 @@ impl Table {
             epoch,
             log_end,
             trades,
+            catalog_epoch,
         };
         match a.send(Ask(req)).await.map_err(to_api)?? {
             NodeResponse::Traded(results) => Ok(results
@@ -296,6 +298,7 @@ impl Table {
                     log_end: q.log_end,
                     after: q.after,
                     limit,
+                    catalog_epoch: q.catalog_epoch,
                 };
                 match a.send(Ask(req)).await.map_err(to_api)?? {
                     NodeResponse::Trades {
@@ -414,10 +417,11 @@ async fn trade_batch(
         trades,
         log_end,
         leader,
+        catalog_epoch,
     } = body.into_inner();
     let results = state
         .table
-        .trades(trades, leader, log_end)
+        .trades(trades, leader, log_end, catalog_epoch)
         .await?
         .into_iter()
         .map(|r| r.map_or_else(|e| TradeResult::Error(e.into()), TradeResult::Ok))

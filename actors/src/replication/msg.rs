@@ -180,6 +180,24 @@ pub struct ReadOrders {
     pub from: u64,
     /// At most this many.
     pub limit: usize,
+    /// A standby catalog of a group says how much of the leader's log it holds durably.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CatalogCopy>,
+}
+
+/// What a standby catalog reports with its read: orders `0..upto` of the log of leader epoch
+/// `epoch` are durable in its table, as the log went (compared or applied page by page). With
+/// a catalog group, a leader whose followers all lag acknowledges an order only once such a
+/// copy holds it: the primary catalog's journal alone does not outlive the primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogCopy {
+    /// The catalog's id.
+    pub catalog: NodeId,
+    /// The leader epoch of the log it compared with.
+    pub epoch: Epoch,
+    /// Orders `0..upto` are durable in its table.
+    pub upto: u64,
 }
 
 /// A replica's answer to `ReadOrders`.
@@ -195,6 +213,11 @@ pub struct OrdersPage {
     pub leading: bool,
     /// The epoch of its term.
     pub epoch: Epoch,
+    /// Catalog group: every follower of this leader lags, so its answers wait for a standby
+    /// catalog's copy. Read again as soon as this page is durable; a read whose copy already
+    /// holds the whole log is answered when a new order is durable (or after a heartbeat).
+    #[serde(default)]
+    pub copy_wanted: bool,
 }
 
 /// Everything a replica can be asked.
@@ -216,6 +239,11 @@ pub enum Request {
     ReadOrders(ReadOrders),
     /// The supervisor announces which catalog is primary.
     CatalogTerm(CatalogTerm),
+    /// A replica taking over the leadership of a catalog group's exchange asks for the state,
+    /// naming its term: the peer adopts the term first (durably), so the leader it replaces
+    /// can no longer replicate to it, and answers its state once everything it wrote before is
+    /// durable.
+    Survey(Term),
 }
 
 impl Request {
@@ -230,6 +258,7 @@ impl Request {
             Request::Fetch(_) => "fetch",
             Request::ReadOrders(_) => "read_orders",
             Request::CatalogTerm(_) => "catalog_term",
+            Request::Survey(_) => "survey",
         }
     }
 }
@@ -272,6 +301,9 @@ pub enum CatalogCall {
         log_end: u64,
         /// The trades.
         trades: Vec<TradeRequest>,
+        /// The catalog epoch of the leader's catalog term: a catalog answers only in that
+        /// epoch, so an answer made under an older term never reaches the leader as this one's.
+        catalog_epoch: Epoch,
     },
     /// `POST /internal/v1/trades/since`: durable trades after `after`; raises the catalog's
     /// fencing epoch to `epoch` first.
@@ -284,6 +316,8 @@ pub enum CatalogCall {
         limit: usize,
         /// The leader's next order number, as for `Trades`.
         log_end: u64,
+        /// As for `Trades`.
+        catalog_epoch: Epoch,
     },
     /// `GET /internal/v1/hello`: is the catalog there (every heartbeat, from every replica)?
     Ping,

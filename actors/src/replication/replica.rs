@@ -24,6 +24,11 @@
 //!   brought back in step by the same stream, however far behind it is.
 //! - **Reads** of an order are answered by a serving leader once the order is acknowledged;
 //!   an order it does not hold yet is a retryable answer, never "unknown" (rule 9).
+//! - **A catalog group** (`Config::catalog_group`; `docs/catalog-failover.md`): the primary
+//!   catalog's journal can die with the leader, so an order is also held by a follower or, while
+//!   every follower lags, by a standby catalog before it is acknowledged (`second_copy`); a
+//!   takeover needs a majority, and its survey (`Request::Survey`) fences the leader it
+//!   replaces; catalog calls carry the catalog epoch they were made in.
 
 use super::msg::*;
 use crate::catalog::MAX_TRADE_QUANTITY;
@@ -54,6 +59,9 @@ pub struct Config {
     /// How long a returning replica waits to be brought in step by a leader before it reports
     /// ready anyway (the leader still reports it lagging until it is in step).
     pub recovery_wait: Millis,
+    /// The catalogs form a group (two or more): the primary's journal is then no copy that
+    /// outlives a crash, so an order waits for a follower or a standby catalog to hold it too.
+    pub catalog_group: bool,
     /// Simulator self-test only: a deliberate protocol flaw; `None` in every real process.
     pub flaw: Option<Flaw>,
 }
@@ -70,6 +78,7 @@ impl Config {
             max_batch_orders: 10_000,
             gap_wait: 250,
             recovery_wait: 1000,
+            catalog_group: false,
             flaw: None,
         }
     }
@@ -90,6 +99,9 @@ pub enum Flaw {
     /// A catalog made primary serves at once, without catching up with the order log first
     /// (catalog failover; the simulator's catalog group).
     CatalogServesUnsynced,
+    /// With a catalog group, a leader whose followers all lag answers without a standby
+    /// catalog's copy (the primary catalog's journal as the only other copy).
+    AckWithoutCatalogCopy,
 }
 
 /// A durable write to execute, in order. Each has a ticket; `Event::Durable(t)` says every
@@ -302,8 +314,8 @@ struct Leadership {
     waiting: BTreeMap<u64, Vec<Envelope>>,
     /// Orders at the catalog, by request id.
     trading: BTreeMap<RequestId, Trading>,
-    /// Catalog call id -> the request ids it carries, and when it left.
-    calls: BTreeMap<u64, (Vec<RequestId>, Millis)>,
+    /// Catalog call id -> the request ids it carries, when it left, and the log end it named.
+    calls: BTreeMap<u64, (Vec<RequestId>, Millis, u64)>,
     /// Trades waiting for a call to leave in (see `MAX_TRADE_CALLS`), in arrival order.
     queued: Vec<TradeRequest>,
     /// Traded orders beyond our last (an earlier trade's answer has not come back yet).
@@ -315,6 +327,16 @@ struct Leadership {
     /// Reads of orders not yet durable here: (number, asker, since). One beyond our log is
     /// answered "unknown" only once the catalog confirms it holds no such trade.
     reads: Vec<(u64, Envelope, Millis)>,
+    /// Catalog group only: how much of this epoch's log each catalog reported holding
+    /// durably with its reads (`CatalogCopy`).
+    copies: BTreeMap<NodeId, u64>,
+    /// Reads of standby catalogs that hold the whole log, kept until a new order is durable
+    /// here (or `retry` passes) while the answers wait for their copies.
+    parked: Vec<(Envelope, ReadOrders, Millis)>,
+    /// Catalog group: orders below this are held by the primary of the current catalog term
+    /// (it answered a call naming this log end, having caught up with the log, or sequenced
+    /// them). 0 after a new catalog term until the new primary answers.
+    primary_upto: u64,
 }
 
 enum TakeoverStep {
@@ -672,6 +694,11 @@ impl Replica {
         }
         while self.deferred.front().is_some_and(|d| d.0 <= t) {
             let (_, to, result) = self.deferred.pop_front().expect("front");
+            // A survey's answer (the only state answer that waits) is the state now.
+            let result = match result {
+                Ok(Response::State(_)) => Ok(Response::State(self.state())),
+                other => other,
+            };
             self.respond(to, result);
         }
         if let Phase::TakingOver(t_over) = &self.phase {
@@ -700,7 +727,27 @@ impl Replica {
             Request::Fetch(f) => self.on_fetch(env, f),
             Request::ReadOrders(r) => self.on_read_orders(env, r),
             Request::CatalogTerm(t) => self.on_catalog_term(env, t),
+            Request::Survey(t) => self.on_survey(env, t),
         }
+    }
+
+    /// A peer taking over asks for our state under its term (see `Request::Survey`).
+    fn on_survey(&mut self, env: Envelope, term: Term) {
+        if term.epoch == 0
+            || term.epoch > MAX_EPOCH
+            || !self.valid_member(term.leader)
+            || term.leader == Some(self.cfg.id)
+        {
+            let msg = format!("a survey needs a peer's term, got {term:?}");
+            return self.respond(env, Err(Error::BadRequest(msg)));
+        }
+        if let Err(e) = self.check_term(term, "a takeover's survey") {
+            return self.respond(env, Err(e));
+        }
+        // The state is taken when the answer leaves (`on_durable`): everything written before
+        // the term, the old leader's last batch included, is durable and counted by then.
+        let placeholder = Ok(Response::State(self.state()));
+        self.respond_when_durable(env, placeholder);
     }
 
     /// Checks a term from a request; adopts it when newer. Err: fenced.
@@ -885,6 +932,7 @@ impl Replica {
             Phase::Leader(l) => {
                 l.calls.clear();
                 l.filling = None;
+                l.primary_upto = 0;
                 let mut again: Vec<TradeRequest> = Vec::new();
                 for t in l.trading.values_mut() {
                     if t.id.take().is_some() {
@@ -928,6 +976,61 @@ impl Replica {
     /// A catalog reads the log (any role answers; only a serving leader says `leading`, and
     /// only it knows what is acknowledged): durable orders from `from` on.
     fn on_read_orders(&mut self, env: Envelope, r: ReadOrders) {
+        let durable = self.durable_len;
+        let wanted = self.copies_wanted();
+        if let (Some(c), Phase::Leader(l)) = (r.copy, &mut self.phase) {
+            if c.epoch == l.epoch {
+                let upto = c.upto.min(durable);
+                let held = l.copies.entry(c.catalog).or_default();
+                *held = (*held).max(upto);
+                if wanted && c.upto >= durable {
+                    // It holds the whole log: answer when there is more (see `on_time`).
+                    l.parked.push((env, r, self.now));
+                    self.advance_acks();
+                    return;
+                }
+            }
+        }
+        self.advance_acks();
+        self.answer_read(env, r);
+    }
+
+    /// Catalog group: every follower lags, so answers wait for a standby catalog's copy.
+    fn copies_wanted(&self) -> bool {
+        match &self.phase {
+            Phase::Leader(l) => {
+                self.cfg.catalog_group
+                    && self.cfg.flaw != Some(Flaw::AckWithoutCatalogCopy)
+                    && l.followers.values().all(|p| !p.waited)
+            }
+            _ => false,
+        }
+    }
+
+    /// Answers parked standby reads once a new order is durable, after `retry`, or when
+    /// copies are no longer wanted.
+    fn release_parked_reads(&mut self) {
+        let (now, durable, wait) = (self.now, self.durable_len, self.cfg.retry);
+        let wanted = self.copies_wanted();
+        let Phase::Leader(l) = &mut self.phase else {
+            return;
+        };
+        if l.parked.is_empty() {
+            return;
+        }
+        let (ready, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut l.parked)
+                .into_iter()
+                .partition(|(_, r, at)| {
+                    !wanted || now >= at + wait || r.copy.is_none_or(|c| durable > c.upto)
+                });
+        l.parked = kept;
+        for (env, r, _) in ready {
+            self.answer_read(env, r);
+        }
+    }
+
+    fn answer_read(&mut self, env: Envelope, r: ReadOrders) {
         let from = r.from.min(self.durable_len);
         let limit = r.limit.clamp(1, self.cfg.max_batch_orders);
         let orders = self.batch(from, self.durable_len, limit, self.cfg.max_batch_bytes);
@@ -939,6 +1042,7 @@ impl Replica {
             // primary reads its log before it answers (acknowledged 0: nothing is promised yet).
             leading: matches!(self.phase, Phase::Leader(_) | Phase::TakingOver(_)),
             epoch: self.term.epoch,
+            copy_wanted: self.copies_wanted(),
         };
         self.respond(env, Ok(Response::Orders(page)));
     }
@@ -996,6 +1100,7 @@ impl Replica {
         };
         let epoch = l.epoch;
         let id = self.call_catalog(CatalogCall::TradesSince {
+            catalog_epoch: self.catalog_term.epoch,
             after: self.log.next_number(),
             epoch,
             limit: self.cfg.max_batch_orders,
@@ -1118,6 +1223,7 @@ impl Replica {
             let rids: Vec<RequestId> = batch.iter().map(|t| t.rid).collect();
             let log_end = self.log.next_number();
             let id = self.call_catalog(CatalogCall::Trades {
+                catalog_epoch: self.catalog_term.epoch,
                 log_end,
                 trades: batch,
             });
@@ -1129,7 +1235,7 @@ impl Replica {
                     t.id = Some(id);
                 }
             }
-            l.calls.insert(id, (rids, self.now));
+            l.calls.insert(id, (rids, self.now, log_end));
         }
     }
 
@@ -1186,7 +1292,7 @@ impl Replica {
         let Phase::Leader(l) = &mut self.phase else {
             return;
         };
-        let (rids, _) = l.calls.remove(&id).expect("checked");
+        let (rids, _, log_end) = l.calls.remove(&id).expect("checked");
         // Trades that timed out meanwhile were answered already; the rest, each its own.
         let results: Vec<Result<TradeOutcome, Error>> = match result {
             Ok(CatalogAnswer::Traded(results)) if results.len() == rids.len() => results,
@@ -1198,6 +1304,15 @@ impl Replica {
             ],
             Err(e) => vec![Err(e); rids.len()],
         };
+        // A trade answered means the primary caught up with this log to `log_end` first.
+        if let Some(seq) = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|t| t.seq)
+            .max()
+        {
+            l.primary_upto = l.primary_upto.max(log_end).max(seq);
+        }
         let mut fenced = None;
         for (rid, result) in rids.into_iter().zip(results) {
             let Phase::Leader(l) = &mut self.phase else {
@@ -1366,24 +1481,58 @@ impl Replica {
             "replica {} is named leader of epoch {epoch}: taking over",
             self.cfg.id
         );
-        let mut asked = BTreeMap::new();
-        for p in self.cfg.peers.clone() {
-            let id = self.send(p, Request::State);
-            asked.insert(id, p);
-        }
         self.phase = Phase::TakingOver(Takeover {
             epoch,
-            step: TakeoverStep::Survey {
-                asked,
-                answers: BTreeMap::new(),
-                deadline: self.now + self.cfg.replicate_timeout,
-            },
+            step: TakeoverStep::Reconcile { inflight: None },
             retry_at: self.now,
             pulled: 0,
             dropped: 0,
             recorded: 0,
         });
+        self.survey();
+    }
+
+    /// Asks every peer for its state (the first step of a takeover). With a catalog group it
+    /// names its term, which fences the leader it replaces at each peer that answers: that
+    /// leader cannot acknowledge an order through a peer after the peer answered the survey.
+    fn survey(&mut self) {
+        let mut asked = BTreeMap::new();
+        let term = match &self.phase {
+            Phase::TakingOver(t) => Term {
+                epoch: t.epoch,
+                leader: Some(self.cfg.id),
+            },
+            _ => return,
+        };
+        for p in self.cfg.peers.clone() {
+            let request = if self.cfg.catalog_group {
+                Request::Survey(term)
+            } else {
+                Request::State
+            };
+            let id = self.send(p, request);
+            asked.insert(id, p);
+        }
+        let deadline = self.now + self.cfg.replicate_timeout;
+        if let Phase::TakingOver(t) = &mut self.phase {
+            t.step = TakeoverStep::Survey {
+                asked,
+                answers: BTreeMap::new(),
+                deadline,
+            };
+        }
         self.after_survey();
+    }
+
+    /// A pull from the freshest peer failed. With one catalog the catalog's journal holds
+    /// every acknowledged trade, so the takeover goes on with it; a catalog group's primary
+    /// may be new and lack what only the peers hold, so the peers are asked again.
+    fn pull_failed(&mut self) {
+        if self.cfg.catalog_group {
+            self.survey();
+        } else {
+            self.start_reconcile();
+        }
     }
 
     fn on_takeover_reply(&mut self, from: NodeId, id: u64, result: Result<Response, Error>) {
@@ -1396,12 +1545,18 @@ impl Replica {
                 if asked.remove(&id).is_none() {
                     return;
                 }
-                if let Ok(Response::State(s)) = result {
-                    if s.term.epoch > epoch {
-                        let e = s.term.epoch;
-                        return self.step_down(&format!("replica {from} knows epoch {e}"));
+                match result {
+                    Ok(Response::State(s)) => {
+                        if s.term.epoch > epoch {
+                            let e = s.term.epoch;
+                            return self.step_down(&format!("replica {from} knows epoch {e}"));
+                        }
+                        answers.insert(from, s.last);
                     }
-                    answers.insert(from, s.last);
+                    Err(Error::Fenced { known, .. }) if known > epoch => {
+                        return self.step_down(&format!("replica {from} knows epoch {known}"));
+                    }
+                    _ => {}
                 }
                 self.after_survey();
             }
@@ -1421,10 +1576,15 @@ impl Replica {
                     Ok(Response::Fetched(f)) => self.on_fetched(after, f),
                     other => {
                         log::warn!(
-                            "replica {}: pulling from replica {from} failed ({other:?}); going on with the catalog",
-                            self.cfg.id
+                            "replica {}: pulling from replica {from} failed ({other:?}); {}",
+                            self.cfg.id,
+                            if self.cfg.catalog_group {
+                                "asking every peer again"
+                            } else {
+                                "going on with the catalog"
+                            }
                         );
-                        self.start_reconcile();
+                        self.pull_failed();
                     }
                 }
             }
@@ -1434,9 +1594,21 @@ impl Replica {
 
     /// Once every peer answered the survey (or time is up), pulls from the freshest peer if
     /// its log is fresher than ours, else goes on to the catalog.
+    ///
+    /// With a catalog group, a majority of the replicas (this one included) must have
+    /// answered first. An acknowledged order is on the leader and a follower (or, while every
+    /// follower lags, on a standby catalog), and the primary catalog that held it too may be
+    /// gone: any majority includes one of the two replicas that hold it. Until then the silent
+    /// peers are asked again every `replicate_timeout`.
     fn after_survey(&mut self) {
         let now = self.now;
         let ours = self.log.last();
+        let replicas = self.cfg.peers.len() + 1;
+        let majority = replicas / 2 + 1;
+        let timeout = self.cfg.replicate_timeout;
+        let retry = self.cfg.retry;
+        let id = self.cfg.id;
+        let group = self.cfg.catalog_group;
         let Phase::TakingOver(t) = &mut self.phase else {
             return;
         };
@@ -1444,13 +1616,61 @@ impl Replica {
             asked,
             answers,
             deadline,
-        } = &t.step
+        } = &mut t.step
         else {
             return;
         };
         if !asked.is_empty() && now < *deadline {
             return;
         }
+        if group && answers.len() + 1 < majority {
+            if now < *deadline {
+                // Every ask failed already (a peer not listening yet): ask again after the
+                // retry pause rather than the whole timeout.
+                *deadline = (*deadline).min(now + retry);
+                return;
+            }
+            let silent: Vec<NodeId> = self
+                .cfg
+                .peers
+                .iter()
+                .copied()
+                .filter(|p| !answers.contains_key(p))
+                .collect();
+            log::info!(
+                "replica {id}: {} of {} replicas answered its takeover survey, a majority is {majority}; asking {silent:?} again",
+                answers.len() + 1,
+                self.cfg.peers.len() + 1
+            );
+            *deadline = now + timeout;
+            let term = Term {
+                epoch: t.epoch,
+                leader: Some(id),
+            };
+            for p in silent {
+                let rid = self.next_id;
+                self.next_id += 1;
+                self.out.push(Effect::Send {
+                    to: p,
+                    id: rid,
+                    request: Request::Survey(term),
+                });
+                if let Phase::TakingOver(Takeover {
+                    step: TakeoverStep::Survey { asked, .. },
+                    ..
+                }) = &mut self.phase
+                {
+                    asked.insert(rid, p);
+                }
+            }
+            return;
+        }
+        let Phase::TakingOver(t) = &mut self.phase else {
+            return;
+        };
+        let TakeoverStep::Survey { answers, .. } = &t.step else {
+            return;
+        };
         let best = answers
             .iter()
             .filter(|(_, last)| EntryId::freshness(**last) > EntryId::freshness(ours))
@@ -1570,6 +1790,7 @@ impl Replica {
         };
         let epoch = t.epoch;
         let id = self.call_catalog(CatalogCall::TradesSince {
+            catalog_epoch: self.catalog_term.epoch,
             after: self.log.next_number(),
             epoch,
             limit: self.cfg.max_batch_orders,
@@ -1646,7 +1867,16 @@ impl Replica {
                     "replica {}: the catalog could not reconcile ({other:?}); retrying",
                     self.cfg.id
                 );
-                let retry_at = self.now + self.cfg.retry;
+                // A catalog group's primary answers `unavailable` while it reads this leader's
+                // log (a round trip or two): ask again soon, not a heartbeat later.
+                let unavailable =
+                    matches!(&other, Err(e) if e.kind() == crate::wire::ErrorKind::Unavailable);
+                let pause = if unavailable {
+                    (self.cfg.retry / 8).max(1)
+                } else {
+                    self.cfg.retry
+                };
+                let retry_at = self.now + pause;
                 if let Phase::TakingOver(t) = &mut self.phase {
                     t.step = TakeoverStep::Reconcile { inflight: None };
                     t.retry_at = retry_at;
@@ -1702,6 +1932,9 @@ impl Replica {
             gap_since: None,
             filling: None,
             reads: Vec::new(),
+            copies: BTreeMap::new(),
+            parked: Vec::new(),
+            primary_upto: 0,
         }));
         self.pump_all();
     }
@@ -1727,6 +1960,9 @@ impl Replica {
                 for (_, env, _) in l.reads {
                     self.respond(env, Err(Error::NotLeader(msg.clone())));
                 }
+                for (env, r, _) in l.parked {
+                    self.answer_read(env, r);
+                }
             }
             Phase::TakingOver(t) => log::info!(
                 "replica {} abandons its takeover of epoch {}: {why}",
@@ -1745,8 +1981,35 @@ impl Replica {
             for p in l.followers.values().filter(|p| p.waited) {
                 point = point.min(p.matched);
             }
+            if self.cfg.catalog_group && self.cfg.flaw != Some(Flaw::AckWithoutCatalogCopy) {
+                point = point.min(self.second_copy(l));
+            }
         }
         point
+    }
+
+    /// Catalog group: orders below this are held by a node that outlives this leader and the
+    /// primary catalog together (a follower, or a catalog that is not the primary). With one
+    /// catalog its journal is that copy: the next leader reads it back (`trades/since`). A
+    /// group's primary can die with the leader, and the next leader then reads a catalog
+    /// that never saw the order. Any follower waited for holds every acknowledged order, so
+    /// this only bites while every follower lags.
+    ///
+    /// With every follower lagging, an order needs both catalogs: a standby's copy, and the
+    /// primary of the current catalog term holding it too. The second matters after a change of
+    /// primary: orders the old primary traded are held by it (now a standby) and this leader
+    /// only, until the new primary catches up with this log.
+    fn second_copy(&self, l: &Leadership) -> u64 {
+        let primary = self.catalog_term.primary;
+        let followers = l.followers.values().map(|p| p.matched).max().unwrap_or(0);
+        let standby = l
+            .copies
+            .iter()
+            .filter(|(c, _)| Some(**c) != primary)
+            .map(|(_, upto)| *upto)
+            .max()
+            .unwrap_or(0);
+        followers.max(standby.min(l.primary_upto))
     }
 
     fn advance_acks(&mut self) {
@@ -1942,6 +2205,7 @@ impl Replica {
 
     fn on_time(&mut self) {
         let now = self.now;
+        self.release_parked_reads();
         if self
             .ping
             .is_some_and(|p| now >= p.1 + self.cfg.replicate_timeout)
@@ -2005,7 +2269,7 @@ impl Replica {
                         if inflight.is_some_and(|f| now >= f.1 + timeout) =>
                     {
                         *inflight = None;
-                        self.start_reconcile();
+                        self.pull_failed();
                     }
                     TakeoverStep::Reconcile { inflight } => match inflight {
                         Some(f) if now >= f.1 + timeout => {
@@ -2062,7 +2326,7 @@ impl Replica {
         let stale_calls: Vec<u64> = l
             .calls
             .iter()
-            .filter(|(_, (_, sent))| now >= sent + timeout)
+            .filter(|(_, (_, sent, _))| now >= sent + timeout)
             .map(|(id, _)| *id)
             .collect();
         let mut stale: Vec<RequestId> = Vec::new();

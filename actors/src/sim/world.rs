@@ -560,6 +560,7 @@ impl World {
         c.max_batch_orders = 10_000;
         c.gap_wait = 60;
         c.recovery_wait = 300;
+        c.catalog_group = self.cfg.catalogs >= 2;
         c.flaw = self.cfg.flaw;
         c
     }
@@ -1163,12 +1164,17 @@ impl World {
         let journal = match self.group_tables() {
             None => self.catalog.journal.len() as u64,
             Some(tables) => {
-                // Every catalog up with the same number of trades, and every standby has
-                // compared its table with the log to the end (its confirmed point).
+                // Every catalog up with the same number of trades, every standby has compared
+                // its table with the log to the end (its confirmed point), and no primary is
+                // still catching up (its table may hold trades the log went past another way).
                 let standbys_confirmed =
                     self.cats.iter().filter_map(|c| c.node.as_ref()).all(|n| {
                         let st = n.state();
-                        st.role != catalog_node::Role::Standby || st.confirmed == st.last_seq
+                        match st.role {
+                            catalog_node::Role::Standby => st.confirmed == st.last_seq,
+                            catalog_node::Role::CatchingUp => false,
+                            catalog_node::Role::Primary => true,
+                        }
                     });
                 if tables.len() != self.cats.len()
                     || !standbys_confirmed
@@ -1407,7 +1413,14 @@ impl World {
             Net::Catalog(id, CatalogCall::Ping) => {
                 return self.send(me, from, Net::CatalogReply(id, Ok(CatalogAnswer::Pong)));
             }
-            Net::Catalog(id, CatalogCall::Trades { log_end, trades }) => {
+            Net::Catalog(
+                id,
+                CatalogCall::Trades {
+                    log_end,
+                    trades,
+                    catalog_epoch,
+                },
+            ) => {
                 cat.next += 1;
                 cat.asks.insert(env.id, CatAsk::Call { replica: from, id });
                 let epoch = trades.first().map_or(0, |t| t.epoch);
@@ -1416,6 +1429,7 @@ impl World {
                     epoch,
                     log_end,
                     trades,
+                    catalog_epoch: Some(catalog_epoch),
                 };
                 catalog_node::Event::Request(env, req)
             }
@@ -1426,6 +1440,7 @@ impl World {
                     epoch,
                     limit,
                     log_end,
+                    catalog_epoch,
                 },
             ) => {
                 cat.next += 1;
@@ -1436,6 +1451,7 @@ impl World {
                     log_end,
                     after,
                     limit,
+                    catalog_epoch: Some(catalog_epoch),
                 };
                 catalog_node::Event::Request(env, req)
             }

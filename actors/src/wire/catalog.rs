@@ -55,6 +55,10 @@ pub struct TradeBatch {
     /// before it serves it; one catalog alone ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<u64>,
+    /// The catalog epoch of the leader's catalog term: a group's catalog answers only in that
+    /// epoch (503 `unavailable` otherwise; one catalog alone ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_epoch: Option<Epoch>,
 }
 
 /// One trade's answer in a [`TradeResults`]: its outcome, or the error object a single trade
@@ -151,6 +155,9 @@ pub struct TradesSince {
     /// The asking leader's replica id, as in [`TradeBatch`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<u64>,
+    /// As in [`TradeBatch`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_epoch: Option<Epoch>,
 }
 
 /// The answer to [`TradesSince`]: a page of the catalog's trade window.

@@ -87,6 +87,9 @@ pub const INVALIDATE: &str = "/internal/v1/invalidate";
 pub const REPLICA_STATE: &str = "/internal/v1/state";
 /// `POST` [`replica::Term`] → [`replica::Accepted`]: accept a new term.
 pub const TERM: &str = "/internal/v1/term";
+/// `POST` [`replica::Term`] → [`replica::ReplicaState`]: a replica taking over (catalog group)
+/// asks a peer for its state under its term, which the peer adopts first.
+pub const SURVEY: &str = "/internal/v1/survey";
 /// `POST` [`replica::CatalogTerm`] → [`replica::Accepted`]: which catalog is primary
 /// (catalog failover, `docs/catalog-failover.md`).
 pub const CATALOG_TERM: &str = "/internal/v1/catalog-term";

@@ -4,7 +4,8 @@
 
 pub use crate::orderlog::{EntryId, Order};
 pub use crate::replication::msg::{
-    Append, Appended, CatalogTerm, Fetch, Fetched, OrdersPage, ReadOrders, ReplicaState, Role, Term,
+    Append, Appended, CatalogCopy, CatalogTerm, Fetch, Fetched, OrdersPage, ReadOrders,
+    ReplicaState, Role, Term,
 };
 use serde::{Deserialize, Serialize};
 

@@ -219,6 +219,11 @@ async fn call_peer(client: awc::Client, base: String, request: Request) -> Resul
             let url = format!("{base}{}", wire::FETCH);
             as_heard(http::post_heard::<_, Fetched>(&client, &url, &f).await).map(Response::Fetched)
         }
+        Request::Survey(t) => {
+            let url = format!("{base}{}", wire::SURVEY);
+            as_heard(http::post_heard::<_, ReplicaState>(&client, &url, &t).await)
+                .map(Response::State)
+        }
         other => Err(Error::BadRequest(format!(
             "a replica does not send {} to a peer",
             other.name()
@@ -233,12 +238,17 @@ async fn call_catalog(
     call: CatalogCall,
 ) -> Result<CatalogAnswer, Error> {
     match call {
-        CatalogCall::Trades { log_end, trades } => {
+        CatalogCall::Trades {
+            log_end,
+            trades,
+            catalog_epoch,
+        } => {
             let url = format!("{base}{}", wire::TRADE_BATCH);
             let body = TradeBatch {
                 trades,
                 log_end,
                 leader: Some(leader),
+                catalog_epoch: Some(catalog_epoch),
             };
             as_heard(http::post_heard::<_, TradeResults>(&client, &url, &body).await).map(|r| {
                 CatalogAnswer::Traded(
@@ -262,6 +272,7 @@ async fn call_catalog(
             epoch,
             limit,
             log_end,
+            catalog_epoch,
         } => {
             let url = format!("{base}{}", wire::TRADES_SINCE);
             let body = TradesSince {
@@ -270,6 +281,7 @@ async fn call_catalog(
                 limit,
                 log_end,
                 leader: Some(leader),
+                catalog_epoch: Some(catalog_epoch),
             };
             as_heard(http::post_heard::<_, TradesPage>(&client, &url, &body).await).map(|p| {
                 CatalogAnswer::Trades {

@@ -81,6 +81,7 @@ pub async fn run(config: Config, id: u64, listener: std::net::TcpListener) -> an
     machine.max_batch_orders = config.order.batch_limit.max(1);
     // Half the receiver's body limit: the JSON around the orders never needs the other half.
     machine.max_batch_bytes = MAX_BODY_BYTES / 2;
+    machine.catalog_group = config.catalog_group();
     let metrics = Metrics::new(&format!("order-{id}"));
     let driver_cfg = DriverConfig {
         machine,

@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(wire::STATUS, "GET").route(web::get().to(state)))
         .service(resource(wire::REPLICA_STATE, "GET").route(web::get().to(state)))
         .service(resource(wire::TERM, "POST").route(web::post().to(term)))
+        .service(resource(wire::SURVEY, "POST").route(web::post().to(survey)))
         .service(resource(wire::CATALOG_TERM, "POST").route(web::post().to(catalog_term)))
         .service(resource(wire::REPLICA_ORDERS, "POST").route(web::post().to(place)))
         // Before `/orders/{number}`, which would otherwise take the path (and answer 405).
@@ -70,6 +71,13 @@ async fn state(d: web::Data<Addr<ReplicaDriver>>) -> ApiResult<HttpResponse> {
 
 async fn term(d: web::Data<Addr<ReplicaDriver>>, body: web::Json<Term>) -> ApiResult<HttpResponse> {
     ask(&d, Request::Term(body.into_inner())).await
+}
+
+async fn survey(
+    d: web::Data<Addr<ReplicaDriver>>,
+    body: web::Json<Term>,
+) -> ApiResult<HttpResponse> {
+    ask(&d, Request::Survey(body.into_inner())).await
 }
 
 async fn catalog_term(

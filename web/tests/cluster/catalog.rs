@@ -115,6 +115,7 @@ fn sigkill_during_a_stream_of_trades_loses_nothing_acknowledged_and_applies_no_r
         limit: 100_000,
         log_end: 0,
         leader: None,
+        catalog_epoch: None,
     };
     let (_, page) = post(&addr, wire::TRADES_SINCE, &since, &[]);
     let trades = data::<TradesPage>(&page).trades;
@@ -208,6 +209,7 @@ fn a_batch_of_trades_answers_each_as_if_alone_and_applies_each_once() {
         ],
         log_end: 0,
         leader: None,
+        catalog_epoch: None,
     };
     let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
     assert_eq!(status, 200, "{body}");
@@ -249,6 +251,7 @@ fn a_batch_of_trades_answers_each_as_if_alone_and_applies_each_once() {
                 .collect(),
             log_end: 0,
             leader: None,
+            catalog_epoch: None,
         };
         let (status, body) = post(&c.catalog, wire::TRADE_BATCH, &batch, &[]);
         assert_eq!(status, 400, "a batch of {size}: {body}");

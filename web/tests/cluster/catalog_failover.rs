@@ -262,3 +262,60 @@ fn a_paused_primary_catalog_is_replaced_and_follows_when_it_resumes() {
         assert_conservation(addr, &records);
     }
 }
+
+#[test]
+fn orders_answered_while_every_follower_was_down_outlive_the_leader_and_the_primary_catalog() {
+    let mut c = group();
+    wait_primary(&c, 2);
+    assert_eq!(c.wait_leader(), 3);
+    // Both followers die: the leader alone holds the orders, with the primary catalog. Each
+    // is answered only once the standby catalog holds it too (its reads report the copy).
+    c.kill("order-1");
+    c.kill("order-2");
+    let first = load(&mut c, 2, 10, 0, |_| {});
+    assert_all_numbered(&first, 0);
+    let n = first.len() as u64;
+    // The leader and the primary catalog die together: the standby catalog is the only
+    // process left that holds those orders.
+    c.kill("order-3");
+    c.kill("catalog-2");
+    c.start_replica(1);
+    c.start_replica(2);
+    wait_primary(&c, 1);
+    // Replica 2 leads; it records from catalog 1 every order the old leader answered, each
+    // under the number its client holds.
+    let mut read: Vec<(String, String)> = orders(&c, n)
+        .into_iter()
+        .map(|o| (o.name, format!("{:?}", o.kind)))
+        .collect();
+    let mut placed: Vec<(String, String)> = (0..2)
+        .flat_map(|who| (0..10).map(move |i| (who, i)))
+        .map(|(who, i)| {
+            let kind = if i % 2 == 0 {
+                TradeKind::Sell
+            } else {
+                TradeKind::Buy
+            };
+            (
+                STOCKS[(who + i) % STOCKS.len()].to_string(),
+                format!("{kind:?}"),
+            )
+        })
+        .collect();
+    read.sort();
+    placed.sort();
+    assert_eq!(read, placed, "the orders read back are the orders placed");
+    let second = load(&mut c, 2, 5, 0, |_| {});
+    assert_all_numbered(&second, n);
+    let total = n + second.len() as u64;
+    // Everyone returns: the logs converge and both catalogs hold the same table.
+    c.start_replica(3);
+    c.start_catalog_id(2);
+    wait_primary(&c, 2);
+    c.wait_converged();
+    wait_same_tables(&c, total);
+    let records = orders(&c, total);
+    for addr in c.catalogs.values() {
+        assert_conservation(addr, &records);
+    }
+}

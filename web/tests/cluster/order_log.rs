@@ -13,7 +13,16 @@ use tradenet_actors::wire::replica::{OrdersPage, ReadOrders};
 use tradenet_actors::wire::{self};
 
 fn read(addr: &str, from: u64, limit: usize) -> OrdersPage {
-    let (status, body) = post(addr, wire::ORDER_LOG, &ReadOrders { from, limit }, &[]);
+    let (status, body) = post(
+        addr,
+        wire::ORDER_LOG,
+        &ReadOrders {
+            from,
+            limit,
+            copy: None,
+        },
+        &[],
+    );
     assert_eq!(status, 200, "{body}");
     data(&body)
 }
