@@ -151,7 +151,7 @@ fn a_catalog_group_under_faults_keeps_every_rule() {
     assert!(acked > 300 * 10, "only {acked} orders acknowledged");
 }
 
-/// Seed 24519 is the schedule the simulator found (1 in 30,000 seeds) for the window
+/// Seed 29793 is the first of three schedules in 50,000 that the simulator finds for the window
 /// `Flaw::AckWithoutCatalogCopy` opens: a leader whose followers lag answers with only the
 /// primary catalog holding the order, the leadership moves, and the primary crashes before the
 /// new leader reads it. If a change to the simulator's schedules moves that window, find the new
@@ -161,7 +161,7 @@ fn a_catalog_group_under_faults_keeps_every_rule() {
 #[test]
 fn answering_without_a_standby_catalogs_copy_is_caught() {
     let cfg = |flaw| {
-        let mut c = SimConfig::new(24519);
+        let mut c = SimConfig::new(29793);
         c.catalogs = 2;
         c.flaw = flaw;
         c
