@@ -522,6 +522,24 @@ impl Catalog {
             .ok_or_else(|| Error::UnknownStock(name.to_string()))
     }
 
+    /// Learns a buy another catalog of the group refused (the primary shares each before it
+    /// answers), so that the same request id is refused here too after a failover. `None` when
+    /// the request id is known here already (traded or refused).
+    pub fn learn_refusal(&mut self, r: Refusal) -> Result<Option<JournalEntry>> {
+        self.position(&r.name)?;
+        if r.quantity == 0 || r.quantity > MAX_TRADE_QUANTITY {
+            return Err(Error::BadRequest(format!(
+                "a refusal of {} units",
+                r.quantity
+            )));
+        }
+        if self.by_rid.contains_key(&r.rid) || self.refused.contains_key(&r.rid) {
+            return Ok(None);
+        }
+        self.remember_refusal(r.clone());
+        Ok(Some(JournalEntry::Refusal(r)))
+    }
+
     fn remember_refusal(&mut self, r: Refusal) {
         self.refused_order.push_back(r.rid);
         self.refused.insert(r.rid, r);

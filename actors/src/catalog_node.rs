@@ -14,9 +14,11 @@
 //! - **Primary, serving**: once caught up with leader epoch `e` in this catalog term, it
 //!   sequences `e`'s trades itself (they match by construction: that leader records only this
 //!   catalog's answers from now on) and answers lookups. A new catalog term or a newer leader
-//!   epoch means catching up again.
+//!   epoch means catching up again. A buy it refuses is shared with the other catalogs before
+//!   the refusal is answered (the order log holds no refusals), so the same Idempotency-Key is
+//!   refused again after a failover.
 
-use crate::catalog::{Accepted, Catalog, JournalEntry};
+use crate::catalog::{Accepted, Catalog, JournalEntry, Refusal};
 use crate::catalog_follow::{follow, Stall};
 use crate::replication::{
     CatalogCopy, CatalogTerm, Envelope, Millis, NodeId, OrdersPage, ReadOrders,
@@ -116,6 +118,8 @@ pub enum Request {
         /// Trades after this sequence number.
         after: u64,
     },
+    /// The primary shares buys it refused, before it answers them (any role keeps them).
+    ShareRefusals(Vec<Refusal>),
 }
 
 /// A catalog node's answer to a `Request`.
@@ -147,6 +151,8 @@ pub enum Response {
         /// The request id of trade `after`, if held.
         at: Option<crate::types::RequestId>,
     },
+    /// To `ShareRefusals`, once durable: how many were new here.
+    RefusalsKept(u64),
 }
 
 /// What happens to a catalog node.
@@ -226,9 +232,15 @@ enum Item {
 
 /// An answer that waits for a journal ticket to be durable.
 enum Waiting {
-    Batch(Vec<Item>),
-    Since { after: u64, limit: usize },
+    /// Trade answers; with a share of new refusals (its id) that must be kept by another
+    /// catalog (or given up on) first.
+    Batch(Vec<Item>, Option<u64>),
+    Since {
+        after: u64,
+        limit: usize,
+    },
     Term,
+    Kept(u64),
 }
 
 /// The other catalogs asked for their trades past the log before serving.
@@ -282,6 +294,11 @@ pub struct CatalogNode {
     durable_ticket: u64,
     /// Trades not yet durable: (ticket, sequence number).
     pending: VecDeque<(u64, u64)>,
+    /// Buys refused by the trades being handled, to share before answering.
+    fresh_refusals: Vec<Refusal>,
+    /// Refusals shared with the other catalogs, not kept by one yet: share id -> (question ids
+    /// still out, sent at).
+    shares: std::collections::BTreeMap<u64, (Vec<u64>, Millis)>,
     waiting: Vec<(u64, Envelope, Waiting)>,
     out: Vec<Effect>,
 }
@@ -309,6 +326,8 @@ impl CatalogNode {
             ticket: 0,
             durable_ticket: 0,
             pending: VecDeque::new(),
+            fresh_refusals: Vec::new(),
+            shares: std::collections::BTreeMap::new(),
             waiting: Vec::new(),
             out: Vec::new(),
         }
@@ -355,6 +374,7 @@ impl CatalogNode {
             Event::Durable(t) => self.on_durable(t),
             Event::PeerReply { from, id, result } => self.on_peer_reply(from, id, result),
         }
+        self.expire_shares();
         self.maybe_finish_peer_check();
         self.maybe_read();
         std::mem::take(&mut self.out)
@@ -409,12 +429,29 @@ impl CatalogNode {
                         self.peers_checked = false;
                         self.peer_check = None;
                         self.holding = None;
+                        if !self.shares.is_empty() {
+                            self.drop_shares();
+                        }
                         self.journal(entry);
                     }
                     self.respond_when_durable(env, Waiting::Term);
                 }
                 Err(e) => self.respond(env, Err(e)),
             },
+            Request::ShareRefusals(refusals) => {
+                let mut kept = 0;
+                for r in refusals {
+                    match self.table.learn_refusal(r) {
+                        Ok(Some(entry)) => {
+                            self.journal(entry);
+                            kept += 1;
+                        }
+                        Ok(None) => {}
+                        Err(e) => return self.respond(env, Err(e)),
+                    }
+                }
+                self.respond_when_durable(env, Waiting::Kept(kept));
+            }
             Request::PeerTrades { after } => {
                 // Durable trades only: an answer a crash could take back is no evidence.
                 let (mut trades, _) = self.table.trades_after(after, 10_000);
@@ -447,7 +484,8 @@ impl CatalogNode {
                     return self.respond(env, Ok(Response::Traded(all)));
                 }
                 let items = trades.iter().map(|t| self.trade(t)).collect();
-                self.respond_when_durable(env, Waiting::Batch(items));
+                let share = self.share_refusals();
+                self.respond_when_durable(env, Waiting::Batch(items, share));
             }
             Request::TradesSince {
                 leader,
@@ -534,6 +572,9 @@ impl CatalogNode {
                     self.cfg.id
                 );
                 self.serving = None;
+                if !self.shares.is_empty() {
+                    self.drop_shares();
+                }
                 self.target = Some((leader, epoch, log_end));
                 self.source = Some(leader);
                 self.next_read = self.now;
@@ -551,6 +592,9 @@ impl CatalogNode {
             Ok(Accepted::Seen(seq)) => Item::Seq(seq),
             Ok(Accepted::Refused(entry, err)) => {
                 if let Some(entry) = entry {
+                    if let JournalEntry::Refusal(r) = &entry {
+                        self.fresh_refusals.push(r.clone());
+                    }
                     self.journal(entry);
                 }
                 Item::Done(Err(err))
@@ -578,16 +622,88 @@ impl CatalogNode {
         self.release();
     }
 
-    /// Answers what waited for durable tickets.
+    /// Sends the buys just refused to the other catalogs (a standby that takes over must
+    /// refuse the same request id again, rule 2); the answers wait until one of them kept
+    /// them, or every one failed, or `read_timeout` passed (then a refusal is held here only).
+    fn share_refusals(&mut self) -> Option<u64> {
+        let refusals = std::mem::take(&mut self.fresh_refusals);
+        if refusals.is_empty() || self.cfg.peers.is_empty() {
+            return None;
+        }
+        let share = self.next_id;
+        self.next_id += 1;
+        let asked = self.ask_every_peer(&Request::ShareRefusals(refusals));
+        self.shares.insert(share, (asked, self.now));
+        Some(share)
+    }
+
+    /// Sends `request` to every other catalog; the question ids, one per catalog.
+    fn ask_every_peer(&mut self, request: &Request) -> Vec<u64> {
+        let mut asked = Vec::new();
+        for to in self.cfg.peers.clone() {
+            let id = self.next_id;
+            self.next_id += 1;
+            asked.push(id);
+            self.out.push(Effect::AskPeer {
+                to,
+                id,
+                request: request.clone(),
+            });
+        }
+        asked
+    }
+
+    /// A new term (or a newer leader to catch up with) while refusals were being shared: the
+    /// batches that waited for them are answered now, their trades as `unavailable` (this
+    /// catalog no longer sequences for that leader; the leader trades them again under their
+    /// request ids, and a catalog drops a trade no log recorded when it next follows the log).
+    fn drop_shares(&mut self) {
+        self.shares.clear();
+        let id = self.cfg.id;
+        for (_, _, w) in &mut self.waiting {
+            if let Waiting::Batch(items, share @ Some(_)) = w {
+                *share = None;
+                for item in items.iter_mut() {
+                    if matches!(item, Item::Seq(_)) {
+                        *item = Item::Done(Err(Error::Unavailable(format!(
+                            "catalog {id} took a new catalog term before it could answer"
+                        ))));
+                    }
+                }
+            }
+        }
+        self.release();
+    }
+
+    /// A share no other catalog answered in time: answer the refusals anyway.
+    fn expire_shares(&mut self) {
+        let (now, limit) = (self.now, self.cfg.read_timeout);
+        let before = self.shares.len();
+        self.shares
+            .retain(|_, (_, sent)| now.saturating_sub(*sent) < limit);
+        if self.shares.len() < before {
+            log::warn!(
+                "catalog {}: no other catalog kept a refusal within {limit} ms; answered with this catalog holding it alone",
+                self.cfg.id
+            );
+            self.release();
+        }
+    }
+
+    /// Answers what waited for durable tickets (and for shared refusals to be kept).
     fn release(&mut self) {
         let durable = self.durable_ticket;
+        let shares = &self.shares;
         let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
             .into_iter()
-            .partition(|(t, _, _)| *t <= durable);
+            .partition(|(t, _, w)| {
+                *t <= durable && !matches!(w, Waiting::Batch(_, Some(s)) if shares.contains_key(s))
+            });
         self.waiting = later;
         for (_, to, w) in ready {
             let result = match w {
                 Waiting::Term => Ok(Response::TermAccepted),
+                Waiting::Kept(n) => Ok(Response::RefusalsKept(n)),
                 Waiting::Since { after, limit } => {
                     let (trades, complete) = self.table.trades_after(after, limit);
                     Ok(Response::Trades {
@@ -596,7 +712,7 @@ impl CatalogNode {
                         last_seq: self.table.durable_seq(),
                     })
                 }
-                Waiting::Batch(items) => Ok(Response::Traded(
+                Waiting::Batch(items, _) => Ok(Response::Traded(
                     items
                         .into_iter()
                         .map(|i| match i {
@@ -698,17 +814,7 @@ impl CatalogNode {
     /// held only by that leader (gone) and by the catalog that was primary then, and the new
     /// leader records what the primary holds past its log (`trades/since`).
     fn ask_peers(&mut self, epoch: Epoch, log_end: u64) {
-        let mut asked = Vec::new();
-        for to in self.cfg.peers.clone() {
-            let id = self.next_id;
-            self.next_id += 1;
-            asked.push(id);
-            self.out.push(Effect::AskPeer {
-                to,
-                id,
-                request: Request::PeerTrades { after: log_end },
-            });
-        }
+        let asked = self.ask_every_peer(&Request::PeerTrades { after: log_end });
         self.peer_check = Some(PeerCheck {
             epoch,
             log_end,
@@ -719,6 +825,32 @@ impl CatalogNode {
     }
 
     fn on_peer_reply(&mut self, from: NodeId, id: u64, result: Result<Response, Error>) {
+        let share = self
+            .shares
+            .iter()
+            .find(|(_, (asked, _))| asked.contains(&id))
+            .map(|(s, _)| *s);
+        if let Some(s) = share {
+            let kept = matches!(result, Ok(Response::RefusalsKept(_)));
+            let done = match self.shares.get_mut(&s) {
+                Some((asked, _)) => {
+                    asked.retain(|a| *a != id);
+                    kept || asked.is_empty()
+                }
+                None => false,
+            };
+            if done {
+                if !kept {
+                    log::warn!(
+                        "catalog {}: no other catalog could keep a refusal ({result:?}); answered with this catalog holding it alone",
+                        self.cfg.id
+                    );
+                }
+                self.shares.remove(&s);
+                self.release();
+            }
+            return;
+        }
         let Some(check) = &mut self.peer_check else {
             return;
         };
@@ -970,6 +1102,11 @@ mod tests {
         peer: Option<(Vec<TradeRecord>, Option<RequestId>)>,
         /// The leader's pages say it waits for a catalog copy.
         copy_wanted: bool,
+        /// Refusals shared with the other catalog, and whether it is down.
+        shared: Vec<Refusal>,
+        peer_down: bool,
+        /// The other catalog never answers a share.
+        peer_silent: bool,
         /// Every read the node sent.
         reads: Vec<ReadOrders>,
     }
@@ -1013,6 +1150,9 @@ mod tests {
                 peer: None,
                 copy_wanted: false,
                 reads: Vec::new(),
+                shared: Vec::new(),
+                peer_down: false,
+                peer_silent: false,
             }
         }
 
@@ -1060,8 +1200,25 @@ mod tests {
                         // The other catalog answers with `peer` (its tail and its rid at the
                         // asked end).
                         Effect::AskPeer { to, id, request } => {
-                            let Request::PeerTrades { after } = request else {
-                                unreachable!("only PeerTrades goes to a peer")
+                            let after = match request {
+                                Request::PeerTrades { after } => after,
+                                Request::ShareRefusals(_) if self.peer_silent => continue,
+                                Request::ShareRefusals(r) => {
+                                    let result = if self.peer_down {
+                                        Err(Error::Unavailable("connection refused".into()))
+                                    } else {
+                                        let n = r.len() as u64;
+                                        self.shared.extend(r);
+                                        Ok(Response::RefusalsKept(n))
+                                    };
+                                    queue.push_back(Event::PeerReply {
+                                        from: to,
+                                        id,
+                                        result,
+                                    });
+                                    continue;
+                                }
+                                other => unreachable!("not for a peer: {other:?}"),
                             };
                             let (tail, at) = self.peer.clone().expect("a peer configured");
                             let trades = tail.into_iter().filter(|t| t.seq > after).collect();
@@ -1228,6 +1385,104 @@ mod tests {
             Ok(Response::Traded(r)) => assert_eq!(r[0].as_ref().unwrap().seq, 4),
             r => panic!("{r:?}"),
         }
+    }
+
+    #[test]
+    fn a_primary_answers_a_refusal_once_another_catalog_kept_it_and_a_standby_refuses_it_again() {
+        let log: Vec<Order> = (0..3).map(|n| order(n, 10 + u128::from(n), 2)).collect();
+        let mut w = World::with_peer(log.clone(), Vec::new(), None);
+        w.term(2, ME);
+        w.pass(2000);
+        assert_eq!(w.node.state().role, Role::Primary);
+        // 94 FishCo left: a buy of 200 is refused, and the refusal shared first.
+        let r = w.trades(vec![trade(40, 200, 5)]);
+        assert!(matches!(r[0], Err(Error::InsufficientQuantity { .. })));
+        assert_eq!(w.shared.len(), 1);
+        assert_eq!(w.shared[0].rid, RequestId(40));
+        // The other catalog is down: the answer waits for it until the read timeout.
+        w.peer_down = true;
+        let env = Envelope { from: 100, id: 999 };
+        let req = Request::Trades {
+            leader: LEADER,
+            epoch: 5,
+            log_end: 3,
+            trades: vec![trade(41, 300, 5)],
+            catalog_epoch: None,
+        };
+        w.run(Event::Request(env, req));
+        // (One failed answer from the only other catalog ends the wait at once.)
+        assert!(w.answers.iter().any(|(e, _)| *e == env));
+
+        // A standby that was told of refusal 40 refuses it again once it is primary, though
+        // the stock could fill it by then.
+        let mut s = World::new(log);
+        let shared = w.shared.clone();
+        assert_eq!(
+            s.ask(Request::ShareRefusals(shared.clone())),
+            Ok(Response::RefusalsKept(1))
+        );
+        assert_eq!(
+            s.ask(Request::ShareRefusals(shared)),
+            Ok(Response::RefusalsKept(0)),
+            "kept once"
+        );
+        s.term(2, ME);
+        s.pass(2000);
+        let again = s.trades(vec![TradeRequest {
+            kind: TradeKind::Sell,
+            ..trade(42, 300, 5)
+        }]);
+        assert!(again[0].is_ok(), "300 more FishCo: {again:?}");
+        let r = s.trades(vec![trade(40, 200, 5)]);
+        assert!(
+            matches!(
+                &r[0],
+                Err(Error::InsufficientQuantity { requested: 200, .. })
+            ),
+            "the same request id, the same answer: {r:?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_waiting_for_its_refusal_to_be_kept_is_answered_after_the_timeout_or_a_new_term() {
+        let log: Vec<Order> = (0..3).map(|n| order(n, 10 + u128::from(n), 2)).collect();
+        let mut w = World::with_peer(log, Vec::new(), None);
+        w.term(2, ME);
+        w.pass(2000);
+        w.peer_silent = true;
+        let batch = |w: &mut World, id, rids: [u128; 2]| {
+            let env = Envelope { from: 100, id };
+            let req = Request::Trades {
+                leader: LEADER,
+                epoch: 5,
+                log_end: 3,
+                trades: vec![trade(rids[0], 1, 5), trade(rids[1], 500, 5)],
+                catalog_epoch: None,
+            };
+            w.run(Event::Request(env, req));
+            env
+        };
+        let answer = |w: &mut World, env| {
+            let i = w.answers.iter().position(|(e, _)| *e == env)?;
+            match w.answers.remove(i).1 {
+                Ok(Response::Traded(r)) => Some(r),
+                other => panic!("{other:?}"),
+            }
+        };
+        // The other catalog is silent: the answer waits for it, then comes after the timeout.
+        let first = batch(&mut w, 900, [50, 51]);
+        assert!(answer(&mut w, first).is_none());
+        w.pass(1000);
+        let r = answer(&mut w, first).expect("answered after the read timeout");
+        assert!(r[0].is_ok() && matches!(r[1], Err(Error::InsufficientQuantity { .. })));
+        // A new term meanwhile: answered at once, the trade as unavailable (this catalog no
+        // longer sequences), the refusal as it was.
+        let second = batch(&mut w, 901, [52, 53]);
+        assert!(answer(&mut w, second).is_none());
+        w.term(3, 2);
+        let r = answer(&mut w, second).expect("answered at the new term");
+        assert!(matches!(r[0], Err(Error::Unavailable(_))), "{r:?}");
+        assert!(matches!(r[1], Err(Error::InsufficientQuantity { .. })));
     }
 
     #[test]

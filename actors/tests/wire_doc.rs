@@ -362,6 +362,23 @@ fn rows() -> Vec<Row> {
             INTERNAL,
             CATALOG,
             "POST",
+            wire::CATALOG_REFUSALS,
+            vec![
+                ex(RefusalsShare {
+                    refusals: vec![tradenet_actors::catalog::Refusal {
+                        rid: RequestId(9),
+                        name: "MenhirCo".into(),
+                        quantity: 150,
+                        available: 100,
+                    }],
+                }),
+                ex(RefusalsKept { kept: 1 }),
+            ],
+        ),
+        row(
+            INTERNAL,
+            CATALOG,
+            "POST",
             wire::CATALOG_TERM,
             vec![
                 ex(replica::CatalogTerm {

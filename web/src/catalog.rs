@@ -25,7 +25,9 @@ use tradenet_actors::wire::catalog::{
     LookupBatch, StockResult, StockResults, Subscribe, TradeBatch, TradeRequest, TradeResult,
     TradeResults, TradesSince, MAX_LOOKUP_BATCH,
 };
-use tradenet_actors::wire::catalog::{PeerTradesPage, PeerTradesQuery, TradeOutcome, TradesPage};
+use tradenet_actors::wire::catalog::{
+    PeerTradesPage, PeerTradesQuery, RefusalsKept, RefusalsShare, TradeOutcome, TradesPage,
+};
 use tradenet_actors::wire::frontend::Stock;
 use tradenet_actors::wire::replica::{Accepted, CatalogTerm};
 
@@ -355,6 +357,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(wire::TRADES_SINCE, "POST").route(web::post().to(trades_since)))
         .service(resource(wire::CATALOG_STATE, "GET").route(web::get().to(node_state)))
         .service(resource(wire::CATALOG_TRADES, "POST").route(web::post().to(peer_trades)))
+        .service(resource(wire::CATALOG_REFUSALS, "POST").route(web::post().to(keep_refusals)))
         .service(resource(wire::CATALOG_TERM, "POST").route(web::post().to(catalog_term)))
         .service(resource(wire::SUBSCRIBE, "POST").route(web::post().to(subscribe)))
         .service(resource(wire::HELLO, "GET").route(web::get().to(hello)));
@@ -464,6 +467,29 @@ async fn peer_trades(
         other => Err(unexpected(&other)),
     }
 }
+
+/// The primary shares buys it refused; answered once they are durable here.
+async fn keep_refusals(
+    state: web::Data<CatalogState>,
+    body: web::Json<RefusalsShare>,
+) -> ApiResult<HttpResponse> {
+    let Table::Group(a) = &state.table else {
+        return Err(not_in_group());
+    };
+    let refusals = body.into_inner().refusals;
+    http::batch_size(refusals.len(), MAX_REFUSALS, "refusals")?;
+    match a
+        .send(Ask(NodeRequest::ShareRefusals(refusals)))
+        .await
+        .map_err(to_api)??
+    {
+        NodeResponse::RefusalsKept(kept) => Ok(ok(RefusalsKept { kept })),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The most refusals one share carries: one trade call's worth.
+const MAX_REFUSALS: usize = tradenet_actors::replication::MAX_TRADE_BATCH;
 
 /// A supervisor announces the catalog term; answered once it is durable.
 async fn catalog_term(

@@ -19,7 +19,9 @@ use tradenet_actors::catalog_node::{self, CatalogNode, Effect, Event, Request, R
 use tradenet_actors::journal::JournalWriter;
 use tradenet_actors::replication::{Envelope, NodeId, OrdersPage, ReadOrders};
 use tradenet_actors::wire;
-use tradenet_actors::wire::catalog::{CatalogState, PeerTradesPage, PeerTradesQuery};
+use tradenet_actors::wire::catalog::{
+    CatalogState, PeerTradesPage, PeerTradesQuery, RefusalsKept, RefusalsShare,
+};
 use tradenet_actors::Error;
 
 /// How often the node is given the time.
@@ -144,15 +146,12 @@ impl NodeDriver {
             }
             Effect::Invalidate(stocks) => self.publish.do_send(Invalidated { stocks }),
             Effect::AskPeer { to, id, request } => {
-                let Request::PeerTrades { after } = request else {
-                    return;
-                };
                 let Some(base) = self.peers.get(&to).cloned() else {
                     log::error!("the catalog node addressed unknown catalog {to}");
                     return;
                 };
                 let client = self.client.clone();
-                ctx.spawn(ask_peer(client, base, after).into_actor(self).map(
+                ctx.spawn(ask_peer(client, base, request).into_actor(self).map(
                     move |result, act, ctx| {
                         act.feed(
                             ctx,
@@ -222,16 +221,37 @@ async fn read_log(
     }
 }
 
-async fn ask_peer(client: awc::Client, base: String, after: u64) -> Result<Response, Error> {
-    let url = format!("{base}{}", wire::CATALOG_TRADES);
-    let body = PeerTradesQuery { after };
-    match http::post_heard::<_, PeerTradesPage>(&client, &url, &body).await {
-        Ok(answer) => answer
-            .map(|p| Response::PeerTrades {
-                trades: p.trades,
-                at: p.at,
-            })
-            .map_err(Error::from),
+/// Another catalog of the group: the trades past the log (`PeerTrades`), or keep these
+/// refusals (`ShareRefusals`).
+async fn ask_peer(client: awc::Client, base: String, request: Request) -> Result<Response, Error> {
+    let outcome = match request {
+        Request::PeerTrades { after } => {
+            let url = format!("{base}{}", wire::CATALOG_TRADES);
+            let body = PeerTradesQuery { after };
+            http::post_heard::<_, PeerTradesPage>(&client, &url, &body)
+                .await
+                .map(|a| {
+                    a.map(|p| Response::PeerTrades {
+                        trades: p.trades,
+                        at: p.at,
+                    })
+                })
+        }
+        Request::ShareRefusals(refusals) => {
+            let url = format!("{base}{}", wire::CATALOG_REFUSALS);
+            let body = RefusalsShare { refusals };
+            http::post_heard::<_, RefusalsKept>(&client, &url, &body)
+                .await
+                .map(|a| a.map(|k| Response::RefusalsKept(k.kept)))
+        }
+        other => {
+            return Err(Error::BadRequest(format!(
+                "not a question for a peer: {other:?}"
+            )))
+        }
+    };
+    match outcome {
+        Ok(answer) => answer.map_err(Error::from),
         Err(unheard) => Err(Error::Unavailable(unheard.message)),
     }
 }

@@ -312,6 +312,23 @@ pub struct PeerTradesQuery {
     pub after: u64,
 }
 
+/// `POST /internal/v1/catalog/refusals`: a group's primary shares the buys it refused with the
+/// other catalogs before it answers them, so that an Idempotency-Key refused once is refused
+/// again after a failover.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalsShare {
+    /// The refusals: request id, stock, units asked, units there were.
+    pub refusals: Vec<crate::catalog::Refusal>,
+}
+
+/// The answer to [`RefusalsShare`], once they are durable: how many were new here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalsKept {
+    /// Refusals this catalog did not hold before.
+    pub kept: u64,
+}
+
 /// The answer to [`PeerTradesQuery`]: durable trades after `after`, and the request id of
 /// trade `after` (so the asker can check this catalog went the log's way up to there).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -70,6 +70,9 @@ pub const CATALOG_STATE: &str = "/internal/v1/catalog/state";
 /// `POST` [`catalog::PeerTradesQuery`] → [`catalog::PeerTradesPage`]: a catalog about to
 /// serve as primary asks the others for their trades past the order log's end.
 pub const CATALOG_TRADES: &str = "/internal/v1/catalog/trades";
+/// `POST` [`catalog::RefusalsShare`] → [`catalog::RefusalsKept`]: the primary shares the buys it
+/// refused before it answers them (catalog failover keeps an Idempotency-Key's refusal).
+pub const CATALOG_REFUSALS: &str = "/internal/v1/catalog/refusals";
 /// `GET ?subscriber=ID` ([`catalog::HelloQuery`]): [`catalog::Hello`], polled by front ends.
 pub const HELLO: &str = "/internal/v1/hello";
 

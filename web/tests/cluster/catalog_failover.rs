@@ -319,3 +319,35 @@ fn orders_answered_while_every_follower_was_down_outlive_the_leader_and_the_prim
         assert_conservation(addr, &records);
     }
 }
+
+/// Rule 2 for refusals across a failover: the primary shares every refusal with the standby
+/// before it answers, so an Idempotency-Key refused once is refused again by the new primary,
+/// even once the stock could fill it; a new key can buy.
+#[test]
+fn a_refused_idempotency_key_stays_refused_when_the_primary_catalog_fails_over() {
+    let mut c = group();
+    wait_primary(&c, 2);
+    let frontend = c.frontend.clone();
+    let buy = |key: &str| {
+        post(
+            &frontend,
+            wire::ORDERS,
+            &order_body("MenhirCo", TradeKind::Buy, 150),
+            &[("Idempotency-Key", key)],
+        )
+    };
+    let (status, first) = buy("too-big-1");
+    assert_eq!(status, 409, "100 in stock, 150 asked: {first}");
+    c.kill("catalog-2");
+    wait_primary(&c, 1);
+    let (status, body) = order(&c.frontend, "MenhirCo", TradeKind::Sell, 100);
+    assert_eq!(status, 200, "{body}");
+    let (status, again) = buy("too-big-1");
+    assert_eq!(
+        (status, &again),
+        (409, &first),
+        "the same key gets the same answer from the new primary"
+    );
+    let (status, body) = buy("a-new-key");
+    assert_eq!(status, 200, "a new key may buy the 150 now: {body}");
+}
