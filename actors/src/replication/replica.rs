@@ -1648,13 +1648,7 @@ impl Replica {
                 leader: Some(id),
             };
             for p in silent {
-                let rid = self.next_id;
-                self.next_id += 1;
-                self.out.push(Effect::Send {
-                    to: p,
-                    id: rid,
-                    request: Request::Survey(term),
-                });
+                let rid = self.send(p, Request::Survey(term));
                 if let Phase::TakingOver(Takeover {
                     step: TakeoverStep::Survey { asked, .. },
                     ..

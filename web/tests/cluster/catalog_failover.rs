@@ -328,14 +328,7 @@ fn a_refused_idempotency_key_stays_refused_when_the_primary_catalog_fails_over()
     let mut c = group();
     wait_primary(&c, 2);
     let frontend = c.frontend.clone();
-    let buy = |key: &str| {
-        post(
-            &frontend,
-            wire::ORDERS,
-            &order_body("MenhirCo", TradeKind::Buy, 150),
-            &[("Idempotency-Key", key)],
-        )
-    };
+    let buy = |key: &str| buy_with_key(&frontend, "MenhirCo", 150, key);
     let (status, first) = buy("too-big-1");
     assert_eq!(status, 409, "100 in stock, 150 asked: {first}");
     c.kill("catalog-2");

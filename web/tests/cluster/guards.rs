@@ -107,14 +107,7 @@ fn a_front_end_without_a_leader_is_live_but_not_ready() {
 fn a_refused_idempotency_key_stays_refused_across_a_catalog_restart() {
     let mut c = Cluster::up(Opts::default());
     let frontend = c.frontend.clone();
-    let buy = |key: &str| {
-        post(
-            &frontend,
-            wire::ORDERS,
-            &order_body("MenhirCo", TradeKind::Buy, 150),
-            &[("Idempotency-Key", key)],
-        )
-    };
+    let buy = |key: &str| buy_with_key(&frontend, "MenhirCo", 150, key);
     let (status, first) = buy("too-big-1");
     assert_eq!(status, 409, "100 in stock, 150 asked: {first}");
 

@@ -495,6 +495,16 @@ pub fn order_body(name: &str, kind: TradeKind, quantity: u64) -> OrderRequest {
     }
 }
 
+/// Buys `quantity` of `name` under an Idempotency-Key; returns (status, body).
+pub fn buy_with_key(frontend: &str, name: &str, quantity: u64, key: &str) -> (u16, Value) {
+    post(
+        frontend,
+        wire::ORDERS,
+        &order_body(name, TradeKind::Buy, quantity),
+        &[("Idempotency-Key", key)],
+    )
+}
+
 /// Places an order through a front end; returns (status, body).
 pub fn order(frontend: &str, name: &str, kind: TradeKind, quantity: u64) -> (u16, Value) {
     post(
