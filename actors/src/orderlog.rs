@@ -92,42 +92,67 @@ impl Names {
 
 /// High bit of an order's name index: set for a sell.
 const KIND_BIT: u16 = 1 << 15;
-/// Entries the request-id index takes in a hash map before it merges them into its sorted part.
-const RID_MERGE_AT: usize = 1 << 16;
+/// Entries the request-id index takes in a hash map before it merges them into its sorted part:
+/// small enough that the map stays in the CPU's cache (16 bytes an entry), large enough that the
+/// merge, a pass over the sorted part, costs little per entry.
+const RID_MERGE_AT: usize = 1 << 14;
 
 /// Request id -> order number, in 12 bytes an entry: most entries in two sorted columns
 /// (64-bit key, 32-bit number), recent ones in a small hash map merged in now and then. Keys
-/// are the low 64 bits of the request id; the caller confirms against the full id.
+/// are the low 64 bits of the request id; the caller confirms against the full id. Two recent
+/// ids that share their low 64 bits (rare) keep the second in `twins`.
 #[derive(Debug, Default)]
 struct RidIndex {
     keys: Vec<u64>,
     numbers: Vec<u32>,
-    recent: HashMap<u64, Vec<u32>>,
+    recent: HashMap<u64, u32>,
+    twins: Vec<(u64, u32)>,
 }
 
 impl RidIndex {
     fn insert(&mut self, rid: RequestId, n: u32) {
-        self.recent.entry(rid.0 as u64).or_default().push(n);
+        let key = rid.0 as u64;
+        if let Some(first) = self.recent.insert(key, n) {
+            // Keep the first in the map and this one beside it.
+            self.recent.insert(key, first);
+            self.twins.push((key, n));
+        }
         if self.recent.len() >= RID_MERGE_AT {
             self.merge();
         }
     }
 
+    /// Moves the recent entries into the sorted columns: sorts them, then merges the two sorted
+    /// runs in one pass (the columns are never sorted again as a whole).
     fn merge(&mut self) {
-        let mut all: Vec<(u64, u32)> = self
+        let mut fresh: Vec<(u64, u32)> = self.recent.drain().chain(self.twins.drain(..)).collect();
+        if fresh.is_empty() {
+            return;
+        }
+        fresh.sort_unstable();
+        let total = self.keys.len() + fresh.len();
+        let mut keys = Vec::with_capacity(total);
+        let mut numbers = Vec::with_capacity(total);
+        let mut old = self
             .keys
             .iter()
             .copied()
             .zip(self.numbers.iter().copied())
-            .collect();
-        all.extend(
-            self.recent
-                .drain()
-                .flat_map(|(k, ns)| ns.into_iter().map(move |n| (k, n))),
-        );
-        all.sort_unstable();
-        self.keys = all.iter().map(|e| e.0).collect();
-        self.numbers = all.iter().map(|e| e.1).collect();
+            .peekable();
+        let mut new = fresh.into_iter().peekable();
+        loop {
+            let next = match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) if a <= b => old.next(),
+                (_, Some(_)) => new.next(),
+                (Some(_), None) => old.next(),
+                (None, None) => break,
+            };
+            let (k, n) = next.expect("peeked");
+            keys.push(k);
+            numbers.push(n);
+        }
+        self.keys = keys;
+        self.numbers = numbers;
     }
 
     /// Numbers whose request id shares these low 64 bits.
@@ -135,10 +160,16 @@ impl RidIndex {
         let key = rid.0 as u64;
         let start = self.keys.partition_point(|k| *k < key);
         let end = start + self.keys[start..].partition_point(|k| *k == key);
+        let twins = if self.recent.contains_key(&key) {
+            &self.twins[..]
+        } else {
+            &[]
+        };
         self.numbers[start..end]
             .iter()
             .copied()
-            .chain(self.recent.get(&key).into_iter().flatten().copied())
+            .chain(self.recent.get(&key).copied())
+            .chain(twins.iter().filter(move |t| t.0 == key).map(|t| t.1))
     }
 }
 
@@ -453,6 +484,27 @@ mod tests {
             Some(n - 1)
         );
         assert_eq!(log.find(RequestId(5)), None);
+    }
+
+    #[test]
+    fn request_ids_that_share_their_low_bits_are_told_apart_before_and_after_a_merge() {
+        let mut log = OrderLog::default();
+        let ids = [
+            RequestId(7),
+            RequestId(1u128 << 64 | 7),
+            RequestId(2u128 << 64 | 7),
+        ];
+        for (i, rid) in ids.iter().enumerate() {
+            let mut o = order(i as u64, 1);
+            o.rid = *rid;
+            log.append(o);
+        }
+        let found = |log: &OrderLog| ids.map(|rid| log.find(rid));
+        assert_eq!(found(&log), [Some(0), Some(1), Some(2)]);
+        assert_eq!(log.find(RequestId(3u128 << 64 | 7)), None);
+        log.index.merge();
+        assert_eq!(found(&log), [Some(0), Some(1), Some(2)]);
+        assert_eq!(log.find(RequestId(3u128 << 64 | 7)), None);
     }
 
     #[test]
