@@ -996,3 +996,90 @@ fn after_a_change_of_primary_a_leader_alone_waits_for_the_new_primary_to_hold_it
     }
     assert!(answer(&fx, b).is_none(), "B has no standby copy yet");
 }
+
+#[test]
+fn orders_that_arrive_together_trade_in_one_call_and_replicate_in_one_batch() {
+    let (mut leader, _) = Replica::new(config(1, &[2]), OrderLog::default(), Term::default(), 0);
+    lead(&mut leader, 1);
+    let place = |i: u64| PlaceOrder {
+        rid: RequestId(100 + u128::from(i)),
+        name: "FishCo".into(),
+        quantity: 1,
+        kind: TradeKind::Buy,
+    };
+    let env = |i: u64| Envelope {
+        from: 0,
+        id: 10 + i,
+    };
+    let together = (0..5).map(|i| (env(i), Request::Place(place(i)))).collect();
+    let fx = step(&mut leader, 4, Event::Requests(together));
+    let calls: Vec<(u64, Vec<RequestId>)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Catalog {
+                id,
+                call: CatalogCall::Trades { trades, .. },
+                ..
+            } => Some((*id, trades.iter().map(|t| t.rid).collect())),
+            _ => None,
+        })
+        .collect();
+    // Taken one by one, the first two orders would each have left alone (two calls out).
+    assert_eq!(calls.len(), 1, "one call for the five orders: {calls:?}");
+    assert_eq!(calls[0].1, (0..5).map(|i| place(i).rid).collect::<Vec<_>>());
+    let traded = (0..5)
+        .map(|i| {
+            Ok(TradeOutcome {
+                seq: i + 1,
+                name: "FishCo".into(),
+                kind: TradeKind::Buy,
+                quantity: 1,
+                price: 1.0,
+            })
+        })
+        .collect();
+    let fx = step(
+        &mut leader,
+        5,
+        Event::CatalogReply {
+            id: calls[0].0,
+            result: Ok(CatalogAnswer::Traded(traded)),
+        },
+    );
+    let batches: Vec<(u64, Vec<u64>)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                to: 2,
+                id,
+                request: Request::Append(a),
+            } => Some((*id, a.orders.iter().map(|o| o.number).collect())),
+            _ => None,
+        })
+        .collect();
+    // Released one at a time, order 0 would have left alone and the rest waited for it.
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(batches[0].1, vec![0, 1, 2, 3, 4]);
+    let held = Ok(Response::Appended(Appended {
+        matched: true,
+        last: Some(EntryId {
+            number: 4,
+            epoch: 1,
+        }),
+    }));
+    let fx = step(
+        &mut leader,
+        6,
+        Event::Reply {
+            from: 2,
+            id: batches[0].0,
+            result: held,
+        },
+    );
+    for i in 0..5 {
+        match answer(&fx, env(i)) {
+            Some(Ok(Response::Order(o))) => assert_eq!((o.number, o.rid), (i, place(i).rid)),
+            other => panic!("order {i}: expected its own answer, got {other:?}"),
+        }
+    }
+}

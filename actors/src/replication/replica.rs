@@ -152,6 +152,9 @@ pub enum Event {
     Tick,
     /// Someone asks something.
     Request(Envelope, Request),
+    /// Several requests that arrived together (a front end's batch): each is taken as if it
+    /// came alone, but the trades they queue leave for the catalog together, after the last.
+    Requests(Vec<(Envelope, Request)>),
     /// A peer answered request `id` (or the call failed: unreachable, timed out, refused).
     Reply {
         /// The peer.
@@ -415,6 +418,8 @@ pub struct Replica {
     ping: Option<(u64, Millis)>,
     ping_due: Millis,
     out: Vec<Effect>,
+    /// Taking `Event::Requests`: trades queue, and leave once the last request is in.
+    gathering: bool,
     counters: Counters,
     /// Orders below this were acknowledged here (as leader) already.
     acked_upto: u64,
@@ -446,6 +451,7 @@ impl Replica {
             ping: None,
             ping_due: now,
             out: Vec::new(),
+            gathering: false,
             counters: Counters::default(),
             acked_upto: 0,
             cfg,
@@ -589,6 +595,14 @@ impl Replica {
         match event {
             Event::Tick => {}
             Event::Request(env, req) => self.on_request(env, req),
+            Event::Requests(requests) => {
+                self.gathering = true;
+                for (env, req) in requests {
+                    self.on_request(env, req);
+                }
+                self.gathering = false;
+                self.send_trades();
+            }
             Event::Reply { from, id, result } => self.on_reply(from, id, result),
             Event::CatalogReply { id, result } => self.on_catalog(id, result),
             Event::Durable(t) => self.on_durable(t),
@@ -1211,6 +1225,9 @@ impl Replica {
     /// Sends the queued trades to the catalog, at most `MAX_TRADE_BATCH` a call, while fewer
     /// than `MAX_TRADE_CALLS` calls are out.
     fn send_trades(&mut self) {
+        if self.gathering {
+            return;
+        }
         loop {
             let Phase::Leader(l) = &mut self.phase else {
                 return;
@@ -1341,6 +1358,11 @@ impl Replica {
                 }
             }
         }
+        // The call's orders join the log together: one write, and one batch to each idle
+        // follower. (Released one at a time, the first order left alone and the rest waited
+        // for its round trip: most followers' fsyncs carried one order.)
+        self.release_held();
+        self.advance_acks();
         match fenced {
             Some((got, known)) => {
                 self.step_down(&format!("the catalog knows epoch {known} (ours {got})"))
@@ -1349,6 +1371,8 @@ impl Replica {
         }
     }
 
+    /// Holds a traded order for the log (or notes who waits for one already recorded); the
+    /// caller releases the held orders once the whole call's answers are in.
     fn on_traded(&mut self, rid: RequestId, t: TradeOutcome, waiting: Vec<Envelope>) {
         let Phase::Leader(l) = &mut self.phase else {
             return;
@@ -1393,9 +1417,7 @@ impl Replica {
         } else {
             l.waiting.entry(n).or_default().extend(waiting);
             l.held.insert(n, order);
-            self.release_held();
         }
-        self.advance_acks();
     }
 
     /// Records catalog trades (a gap fill) that are at or after our next number.

@@ -535,8 +535,25 @@ impl World {
                 let env = Envelope { from, id };
                 if matches!(req, Request::Place(_)) {
                     self.placing.insert((to, env));
+                    // Orders that reach this replica in the same millisecond arrive together,
+                    // as a front end's batch does (`Event::Requests`).
+                    let mut together = vec![(env, req)];
+                    while let Some(more) = self.next_place_for(to) {
+                        self.placing.insert((to, more.0));
+                        together.push(more);
+                    }
+                    if together.len() > 1 {
+                        self.note(|| {
+                            format!("replica {to} takes {} orders together", together.len())
+                        });
+                        Event::Requests(together)
+                    } else {
+                        let (env, req) = together.pop().expect("one");
+                        Event::Request(env, req)
+                    }
+                } else {
+                    Event::Request(env, req)
                 }
-                Event::Request(env, req)
             }
             Net::Reply(id, result) => Event::Reply { from, id, result },
             Net::CatalogReply(id, result) => Event::CatalogReply { id, result },
@@ -547,6 +564,24 @@ impl World {
             .as_ref()
             .map(|m| m.term());
         self.step_replica(to, event, before);
+    }
+
+    /// The next queued event, if it is an order delivered to replica `to` now: taken off the
+    /// queue and returned.
+    fn next_place_for(&mut self, to: NodeId) -> Option<(Envelope, Request)> {
+        let Reverse((when, _, key)) = *self.queue.peek()?;
+        let is_place = matches!(
+            self.events.get(&key),
+            Some(Ev::Deliver(_, t, Net::Request(_, Request::Place(_)))) if *t == to
+        );
+        if when != self.now || !is_place {
+            return None;
+        }
+        self.queue.pop();
+        match self.events.remove(&key) {
+            Some(Ev::Deliver(from, _, Net::Request(id, req))) => Some((Envelope { from, id }, req)),
+            _ => unreachable!("checked above"),
+        }
     }
 
     // ----- replicas and disks -----
@@ -1292,6 +1327,7 @@ fn short<T: std::fmt::Debug>(r: &Result<T, Error>) -> String {
 fn event_name(e: &Event) -> String {
     let s = match e {
         Event::Request(env, r) => format!("{} from {} #{}: {r:?}", r.name(), env.from, env.id),
+        Event::Requests(all) => format!("{} requests together", all.len()),
         Event::Reply { from, id, result } => format!("reply from {from} #{id}: {}", short(result)),
         Event::CatalogReply { id, result } => format!("catalog reply #{id}: {}", short(result)),
         Event::Durable(t) => format!("durable up to write {t}"),

@@ -354,6 +354,38 @@ impl Handler<Ask> for ReplicaDriver {
     }
 }
 
+/// Requests that arrived together (a front end's batch), taken by the machine in one step so
+/// that their trades leave for the catalog in one call; each answered on its own receiver.
+#[derive(Message)]
+#[rtype(result = "Answers")]
+pub struct AskAll(pub Vec<Request>);
+
+/// One receiver for each request of an `AskAll`, in its order.
+#[derive(MessageResponse)]
+pub struct Answers(pub Vec<oneshot::Receiver<Result<Response, Error>>>);
+
+impl Handler<AskAll> for ReplicaDriver {
+    type Result = Answers;
+    fn handle(&mut self, msg: AskAll, ctx: &mut Context<Self>) -> Answers {
+        let mut receivers = Vec::with_capacity(msg.0.len());
+        let mut requests = Vec::with_capacity(msg.0.len());
+        for request in msg.0 {
+            let id = self.next_request;
+            self.next_request += 1;
+            let (tx, rx) = oneshot::channel();
+            self.waiting.insert(id, tx);
+            receivers.push(rx);
+            let to = Envelope {
+                from: HTTP_CALLER,
+                id,
+            };
+            requests.push((to, request));
+        }
+        self.feed(ctx, Event::Requests(requests));
+        Answers(receivers)
+    }
+}
+
 /// What `/metrics` reads from the machine (`metrics::ReplicaMetrics`).
 #[derive(Clone, Debug)]
 pub struct MachineSnapshot {

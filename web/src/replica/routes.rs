@@ -12,7 +12,7 @@
 //! - `POST /internal/v1/fetch` `{after, limit, max_bytes}`: a peer taking over pulls orders;
 //! - `POST /internal/v1/orders/log` `{from, limit}`: a catalog reads the log.
 
-use super::driver::{Ask, ReplicaDriver};
+use super::driver::{Answers, Ask, AskAll, ReplicaDriver};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, ok, resource};
 use actix::Addr;
@@ -94,8 +94,8 @@ async fn place(
     ask(&d, Request::Place(body.into_inner())).await
 }
 
-/// Each order of a batch goes to the machine as if it came alone (so each keeps its request id,
-/// number and answer; the machine batches the trades and the replication anyway); the answer
+/// The orders of a batch go to the machine in one step: each keeps its request id, number and
+/// answer as if it came alone, and their trades leave for the catalog in one call. The answer
 /// waits for all of them.
 async fn place_batch(
     d: web::Data<Addr<ReplicaDriver>>,
@@ -114,30 +114,42 @@ async fn read_batch(
     ask_each(&d, numbers.into_iter().map(Request::Get).collect()).await
 }
 
-/// Asks the machine each request (1 to `MAX_PLACE_BATCH`, each answered with an order) at
-/// once, and answers every result in order.
+/// Asks the machine every request (1 to `MAX_PLACE_BATCH`, each answered with an order) in one
+/// step, and answers every result in order.
 async fn ask_each(d: &Addr<ReplicaDriver>, requests: Vec<Request>) -> ApiResult<HttpResponse> {
-    let results = http::each(requests, MAX_PLACE_BATCH, "items", |request| async move {
-        d.send(Ask(request))
-            .timeout(ANSWER_WITHIN)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("order replica busy: {e}")))?
-            .map_err(ApiError::from)
-    })
-    .await?
-    .into_iter()
-    .map(|r| match r {
-        Ok(Response::Order(o)) => OrderResult::Ok(o),
-        Ok(other) => OrderResult::Error(
-            ApiError::with_kind(
-                tradenet_actors::wire::ErrorKind::Internal,
-                format!("the replica answered with {other:?} where an order was due"),
-            )
-            .into(),
-        ),
-        Err(e) => OrderResult::Error(e.into()),
-    })
-    .collect();
+    http::batch_size(requests.len(), MAX_PLACE_BATCH, "items")?;
+    let busy =
+        |e: &dyn std::fmt::Display| ApiError::unavailable(format!("order replica busy: {e}"));
+    let Answers(receivers) = d
+        .send(AskAll(requests))
+        .timeout(ANSWER_WITHIN)
+        .await
+        .map_err(|e| busy(&e))?;
+    let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
+    let answers = receivers.into_iter().map(|rx| async move {
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(answer)) => answer.map_err(ApiError::from),
+            Ok(Err(_)) => Err(ApiError::unavailable(
+                "order replica busy: the replica dropped the request",
+            )),
+            Err(_) => Err(busy(&"timed out")),
+        }
+    });
+    let results = futures::future::join_all(answers)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(Response::Order(o)) => OrderResult::Ok(o),
+            Ok(other) => OrderResult::Error(
+                ApiError::with_kind(
+                    tradenet_actors::wire::ErrorKind::Internal,
+                    format!("the replica answered with {other:?} where an order was due"),
+                )
+                .into(),
+            ),
+            Err(e) => OrderResult::Error(e.into()),
+        })
+        .collect();
     Ok(ok(OrderResults { results }))
 }
 
