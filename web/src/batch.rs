@@ -3,7 +3,8 @@
 //! call carries every item that was waiting when the previous call left, instead of one call
 //! per item.
 //!
-//! Batches form under load and only then: with a call slot free, an item leaves at once, alone.
+//! Batches form under load and only then: with a call slot free, an item leaves after one turn
+//! of the worker's event loop (no timer), with the items that reached the worker in that turn.
 //! At most [`MAX_CALLS`] calls are out to one service; items that arrive meanwhile wait and
 //! leave together, at most `Kind::MAX_ITEMS` items and [`MAX_BATCH_BYTES`] bytes a call. An
 //! item never leaves before it arrived, so its answer is as fresh as a call of its own would
@@ -75,6 +76,8 @@ type Reply<K> = oneshot::Sender<ApiResult<<K as Kind>::Answer>>;
 struct Queue<K: Kind> {
     waiting: VecDeque<(K::Item, Reply<K>)>,
     out: usize,
+    /// A pump is due once the event loop has taken what the network delivered meanwhile.
+    due: bool,
 }
 
 /// See the module docs.
@@ -178,10 +181,27 @@ impl<K: Kind> Handler<Submit<K>> for Batcher<K> {
             .or_insert_with(|| Queue {
                 waiting: VecDeque::new(),
                 out: 0,
-            })
-            .waiting
-            .push_back((msg.item, tx));
-        self.pump(&msg.base, ctx);
+                due: false,
+            });
+        let q = self.queues.get_mut(&msg.base).expect("inserted");
+        q.waiting.push_back((msg.item, tx));
+        // Not at once: the requests that reached this worker in the same turn of its event
+        // loop (the clients a call just answered, coming back together) are handled first, so
+        // they leave in one call instead of the first alone.
+        if !q.due && q.out < MAX_CALLS {
+            q.due = true;
+            let base = msg.base;
+            ctx.spawn(
+                tokio::task::yield_now()
+                    .into_actor(self)
+                    .map(move |_, act, ctx| {
+                        if let Some(q) = act.queues.get_mut(&base) {
+                            q.due = false;
+                        }
+                        act.pump(&base, ctx);
+                    }),
+            );
+        }
         Box::pin(async move {
             rx.await
                 .unwrap_or_else(|_| Err(ApiError::unavailable("the batcher stopped")))
@@ -314,5 +334,66 @@ impl Kind for Lookup {
             });
             at.into_iter().map(|i| answers[i].clone()).collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{web, App, HttpServer};
+    use std::sync::{Arc, Mutex};
+
+    /// Items handed in within one turn of the event loop (as the clients a call just answered
+    /// come back) leave in one call. Sent at once, the first two would each have left alone,
+    /// one per call slot, and the other three waited for one of them: calls of 1, 1 and 3.
+    #[actix_rt::test]
+    async fn items_handed_in_together_leave_in_one_call() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let server = HttpServer::new(move || {
+            let seen = seen.clone();
+            App::new().route(
+                wire::STOCK_BATCH,
+                web::post().to(move |batch: web::Json<LookupBatch>| {
+                    seen.lock().unwrap().push(batch.names.len());
+                    let results = batch
+                        .names
+                        .iter()
+                        .map(|name| {
+                            StockResult::Ok(Stock {
+                                name: name.clone(),
+                                price: 1.0,
+                                quantity: 10,
+                                volume: 0,
+                                version: 0,
+                            })
+                        })
+                        .collect();
+                    async move { http::ok(StockResults { results }) }
+                }),
+            )
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .expect("bind a free port");
+        let base = format!("http://{}", server.addrs()[0]);
+        let server = server.run();
+        let stop = server.handle();
+        actix_rt::spawn(server);
+
+        let batcher = Batcher::<Lookup>::new(Duration::from_secs(5)).start();
+        let names = ["Ant", "Bee", "Cat", "Dog", "Eel"];
+        let asks = names.map(|n| submit(&batcher, base.clone(), n.to_string()));
+        let answers = futures::future::join_all(asks).await;
+        for (name, answer) in names.iter().zip(answers) {
+            assert_eq!(answer.expect("answered").name, *name, "each its own answer");
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![5]);
+        // The next item, alone, leaves alone: nothing waits for a batch to fill.
+        submit(&batcher, base.clone(), "Fox".into())
+            .await
+            .expect("answered");
+        assert_eq!(*sizes.lock().unwrap(), vec![5, 1]);
+        stop.stop(true).await;
     }
 }
