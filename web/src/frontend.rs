@@ -57,17 +57,20 @@ pub struct FrontendState {
 pub struct Batchers {
     /// Orders placed.
     pub place: Addr<Batcher<batch::Place>>,
-    /// Orders read.
+    /// Orders read at the leader.
     pub read: Addr<Batcher<batch::Read>>,
+    /// Orders read at followers: calls time out after a heartbeat, then the leader is asked.
+    pub follower_read: Addr<Batcher<batch::Read>>,
     /// Cache misses.
     pub lookup: Addr<Batcher<batch::Lookup>>,
 }
 
 impl Batchers {
-    fn start(timeout: Duration) -> Batchers {
+    fn start(timeout: Duration, follower_timeout: Duration) -> Batchers {
         Batchers {
             place: Batcher::new(timeout).start(),
             read: Batcher::new(timeout).start(),
+            follower_read: Batcher::new(follower_timeout).start(),
             lookup: Batcher::new(timeout).start(),
         }
     }
@@ -189,17 +192,37 @@ async fn get_order(
     number: web::Path<u64>,
 ) -> ApiResult<HttpResponse> {
     let n = number.into_inner();
-    let order: Order = with_leader(&state, |leader| {
-        let batcher = state.batchers.read.clone();
-        async move { batch::submit(&batcher, leader.url, n).await }
-    })
-    .await?;
+    let order: Order = match read_at_follower(&state, n).await {
+        Some(order) => order,
+        None => {
+            with_leader(&state, |leader| {
+                let batcher = state.batchers.read.clone();
+                async move { batch::submit(&batcher, leader.url, n).await }
+            })
+            .await?
+        }
+    };
     Ok(ok(OrderView {
         name: order.name,
         number: order.number,
         quantity: order.quantity,
         kind: order.kind,
     }))
+}
+
+/// Order reads go to one follower that reads (`Leader::readers`: live, in step, in the
+/// leader's epoch), so the leader is left to trade and the reads still batch together; `None`
+/// when there is none. A follower shows only an order it holds durably, which is the catalog's
+/// trade under that number whoever shows it (rule 8), so a client reads its own acknowledged
+/// order or newer, never an older answer. Any other answer (it lacks the order, it fails, a
+/// heartbeat passes) leaves the read to the leader, which alone may say that an order does not
+/// exist.
+async fn read_at_follower(state: &FrontendState, n: u64) -> Option<Order> {
+    let leader = state.supervisor.send(CurrentLeader).await.ok()??;
+    let url = leader.readers.first()?.clone();
+    batch::submit(&state.batchers.follower_read, url, n)
+        .await
+        .ok()
 }
 
 /// Runs `call` against the leader; when it fails in a way a new leader may fix, asks the
@@ -337,7 +360,7 @@ fn start_actors(config: &Config) -> FrontendState {
         cache,
         supervisor,
         link,
-        batchers: Batchers::start(config.request_timeout()),
+        batchers: Batchers::start(config.request_timeout(), config.heartbeat()),
         primary,
         catalog_group: config.catalog_group(),
         fill_delay: Duration::from_millis(config.frontend.fill_delay_ms),

@@ -206,7 +206,7 @@ impl FrontendMetrics {
             batch_calls: counter_vec(
                 r,
                 "batch_calls_total",
-                "Batched calls made: kind place (orders to the leader), read (order reads), lookup (cache misses to the catalog)",
+                "Batched calls made: kind place (orders to the leader), read (order reads at the leader), read_follower (order reads at followers), lookup (cache misses to the catalog)",
                 &["kind"],
             ),
             batch_items: counter_vec(
@@ -289,6 +289,10 @@ impl FrontendMetrics {
                 let counts = [
                     ("place", batchers.place.send(batch::Counts).await),
                     ("read", batchers.read.send(batch::Counts).await),
+                    (
+                        "read_follower",
+                        batchers.follower_read.send(batch::Counts).await,
+                    ),
                     ("lookup", batchers.lookup.send(batch::Counts).await),
                 ];
                 for (kind, c) in counts {

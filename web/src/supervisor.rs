@@ -120,6 +120,8 @@ pub struct Leader {
     /// Alive for the group (its followers hear it) but not reachable from this front end:
     /// orders here get a quick 503 instead of a leadership fight.
     pub unreachable_here: bool,
+    /// Base URLs of the followers that answer order reads (`Supervision::readers`).
+    pub readers: Vec<String>,
 }
 
 /// See the module docs.
@@ -174,11 +176,19 @@ impl Supervisor {
     fn leader(&self) -> Option<Leader> {
         let (id, epoch) = self.rule.leader()?;
         let r = self.replicas.iter().find(|r| r.id == id)?;
+        let readers = self
+            .rule
+            .readers()
+            .into_iter()
+            .filter_map(|f| self.replicas.iter().find(|r| r.id == f))
+            .map(|r| crate::config::url(&r.addr))
+            .collect();
         Some(Leader {
             id,
             url: crate::config::url(&r.addr),
             epoch,
             unreachable_here: self.rule.leader_unreachable_here(),
+            readers,
         })
     }
 

@@ -268,6 +268,27 @@ impl Supervision {
         self.election.leader().map(|l| (l, self.election.epoch()))
     }
 
+    /// Followers that can answer order reads: live (ready, and not lagging by the leader's
+    /// account) followers in the current leader's epoch, as the last heartbeat saw them. Any
+    /// replica may show an order it holds durably (rule 8), so this only picks the replicas
+    /// likely to hold the recent ones; one that does not hold an order says so, and the front
+    /// end asks the leader.
+    pub fn readers(&self) -> Vec<NodeId> {
+        let Some((leader, epoch)) = self.leader() else {
+            return Vec::new();
+        };
+        self.views
+            .iter()
+            .filter(|v| {
+                v.id != leader
+                    && v.live
+                    && v.role == Seeing::Role(Role::Follower)
+                    && v.epoch == Some(epoch)
+            })
+            .map(|v| v.id)
+            .collect()
+    }
+
     /// The current epoch.
     pub fn epoch(&self) -> Epoch {
         self.election.epoch()
@@ -592,6 +613,48 @@ mod tests {
             "epoch {epoch} is not above the catalog's fence"
         );
         assert!(announce.iter().all(|(_, t)| t.epoch == epoch));
+    }
+
+    #[test]
+    fn order_reads_go_to_the_live_followers_of_the_current_epoch() {
+        let state = |id: u64, role: Role, epoch: u64, lagging: Vec<u64>| ReplicaState {
+            id,
+            role,
+            ready: true,
+            last: None,
+            term: Term {
+                epoch,
+                leader: Some(3),
+            },
+            lagging,
+            leader_silence_ms: Some(10),
+            catalog_silence_ms: Some(10),
+            catalog_epoch: None,
+            catalog_term: Default::default(),
+        };
+        let mut sup = Supervision::new(&[1, 2, 3], 300);
+        assert!(sup.readers().is_empty(), "no leader, no readers");
+        sup.observe(&[
+            Some(state(1, Role::Follower, 5, vec![])),
+            Some(state(2, Role::Follower, 5, vec![])),
+            Some(state(3, Role::Leader, 5, vec![])),
+        ]);
+        assert_eq!(sup.leader(), Some((3, 5)));
+        assert_eq!(sup.readers(), vec![1, 2]);
+        // The leader stops waiting for 1 (it lags): 1 reads no more. 2 is down: neither.
+        sup.observe(&[
+            Some(state(1, Role::Follower, 5, vec![])),
+            None,
+            Some(state(3, Role::Leader, 5, vec![1])),
+        ]);
+        assert_eq!(sup.readers(), Vec::<u64>::new());
+        // Both back in step; 2 still holds an older epoch: only 1 reads.
+        sup.observe(&[
+            Some(state(1, Role::Follower, 5, vec![])),
+            Some(state(2, Role::Follower, 4, vec![])),
+            Some(state(3, Role::Leader, 5, vec![])),
+        ]);
+        assert_eq!(sup.readers(), vec![1]);
     }
 
     #[test]

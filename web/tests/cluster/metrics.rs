@@ -9,7 +9,7 @@ use tradenet_actors::types::TradeKind;
 use tradenet_actors::wire;
 
 /// Every sample of a Prometheus text exposition: (name with labels, value).
-fn samples(addr: &str) -> Vec<(String, f64)> {
+pub(crate) fn samples(addr: &str) -> Vec<(String, f64)> {
     let (status, body) = get(addr, wire::METRICS);
     assert_eq!(status, 200, "GET {addr}/metrics: {body}");
     let text = body.as_str().expect("/metrics is text").to_string();
@@ -24,7 +24,7 @@ fn samples(addr: &str) -> Vec<(String, f64)> {
 
 /// The value of the series called `name` whose labels include every one of `labels`
 /// (`key="value"`); None when there is none.
-fn value(samples: &[(String, f64)], name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn value(samples: &[(String, f64)], name: &str, labels: &[&str]) -> Option<f64> {
     samples.iter().find_map(|(series, v)| {
         let (n, rest) = series.split_once('{').unwrap_or((series, ""));
         (n == name && labels.iter().all(|l| rest.contains(l))).then_some(*v)

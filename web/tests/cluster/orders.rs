@@ -747,3 +747,62 @@ fn leader_killed_while_followers_rejoin_keeps_every_acknowledged_number() {
     );
     assert_conservation(&c.catalog, &log);
 }
+
+/// Order reads go to a follower in step, leaving the leader to trade: each order reads back
+/// as placed the moment it is acknowledged (a follower the leader waited for holds it durably),
+/// and the front end's metrics show the follower answering. With that follower paused, every
+/// read still answers: after at most a heartbeat it goes to the leader.
+#[test]
+fn acknowledged_orders_read_back_from_a_follower_and_from_the_leader_while_it_pauses() {
+    let c = Cluster::up(Opts::default());
+    let leader = c.wait_leader();
+    let fe = c.frontend.clone();
+    let read = |n: u64| {
+        let (status, body) = get(&fe, &format!("/orders/{n}"));
+        assert_eq!(status, 200, "GET /orders/{n}: {body}");
+        data::<OrderView>(&body)
+    };
+    let mut placed = Vec::new();
+    for i in 0..30 {
+        let kind = if i % 2 == 0 {
+            TradeKind::Buy
+        } else {
+            TradeKind::Sell
+        };
+        let (status, body) = order(&fe, "GameStart", kind, 1 + i);
+        assert_eq!(status, 200, "{body}");
+        let n = transaction_number(&body);
+        let v = read(n);
+        assert_eq!(
+            (v.number, v.name.as_str(), v.kind, v.quantity),
+            (n, "GameStart", kind, 1 + i),
+            "order {n}, read right after its acknowledgement"
+        );
+        placed.push(v);
+    }
+    let by_follower = |fe: &str| {
+        let s = crate::metrics::samples(fe);
+        crate::metrics::value(
+            &s,
+            "tradenet_batch_items_total",
+            &["kind=\"read_follower\""],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        by_follower(&fe) >= 1.0,
+        "no order read was answered by a follower"
+    );
+    // The follower that reads is the lowest id that does not lead.
+    let reader = (1..=3).find(|id| *id != leader).expect("a follower");
+    c.signal(&proc_name(reader), libc::SIGSTOP);
+    for v in &placed {
+        assert_eq!(
+            &read(v.number),
+            v,
+            "order {} with follower {reader} paused",
+            v.number
+        );
+    }
+    c.signal(&proc_name(reader), libc::SIGCONT);
+}
