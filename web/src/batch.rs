@@ -176,14 +176,14 @@ impl<K: Kind> Handler<Submit<K>> for Batcher<K> {
     type Result = ResponseFuture<ApiResult<K::Answer>>;
     fn handle(&mut self, msg: Submit<K>, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.queues
+        let q = self
+            .queues
             .entry(msg.base.clone())
             .or_insert_with(|| Queue {
                 waiting: VecDeque::new(),
                 out: 0,
                 due: false,
             });
-        let q = self.queues.get_mut(&msg.base).expect("inserted");
         q.waiting.push_back((msg.item, tx));
         // Not at once: the requests that reached this worker in the same turn of its event
         // loop (the clients a call just answered, coming back together) are handled first, so

@@ -120,8 +120,9 @@ pub struct Leader {
     /// Alive for the group (its followers hear it) but not reachable from this front end:
     /// orders here get a quick 503 instead of a leadership fight.
     pub unreachable_here: bool,
-    /// Base URLs of the followers that answer order reads (`Supervision::readers`).
-    pub readers: Vec<String>,
+    /// Base URLs of the followers that answer order reads (`Supervision::readers`), as of
+    /// the last heartbeat round.
+    pub readers: Arc<[String]>,
 }
 
 /// See the module docs.
@@ -137,6 +138,8 @@ pub struct Supervisor {
     elections: u64,
     /// The catalog group, when the configuration lists one.
     catalogs: Option<CatalogGroup>,
+    /// `Leader::readers`, refreshed each round.
+    readers: Arc<[String]>,
 }
 
 impl Supervisor {
@@ -156,6 +159,7 @@ impl Supervisor {
             waiting: Vec::new(),
             queued: Vec::new(),
             elections: 0,
+            readers: Arc::from([]),
             catalogs: config.catalog_group().then(|| {
                 let members: Vec<(u64, String)> = config
                     .catalog_members()
@@ -176,19 +180,12 @@ impl Supervisor {
     fn leader(&self) -> Option<Leader> {
         let (id, epoch) = self.rule.leader()?;
         let r = self.replicas.iter().find(|r| r.id == id)?;
-        let readers = self
-            .rule
-            .readers()
-            .into_iter()
-            .filter_map(|f| self.replicas.iter().find(|r| r.id == f))
-            .map(|r| crate::config::url(&r.addr))
-            .collect();
         Some(Leader {
             id,
             url: crate::config::url(&r.addr),
             epoch,
             unreachable_here: self.rule.leader_unreachable_here(),
-            readers,
+            readers: self.readers.clone(),
         })
     }
 
@@ -238,6 +235,14 @@ impl Supervisor {
                             let r = act.replicas.iter().find(|r| r.id == id)?;
                             Some((r.addr.clone(), term))
                         })
+                        .collect();
+                    // Asked for on every order read: worked out once a round, not per read.
+                    act.readers = act
+                        .rule
+                        .readers()
+                        .into_iter()
+                        .filter_map(|f| act.replicas.iter().find(|r| r.id == f))
+                        .map(|r| crate::config::url(&r.addr))
                         .collect();
                     let after = act.rule.leader();
                     if after.is_some() && after != before {

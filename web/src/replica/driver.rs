@@ -329,60 +329,65 @@ impl Handler<Durable> for ReplicaDriver {
 #[rtype(result = "Result<Response, Error>")]
 pub struct Ask(pub Request);
 
-impl Handler<Ask> for ReplicaDriver {
-    type Result = ResponseFuture<Result<Response, Error>>;
-    fn handle(&mut self, msg: Ask, ctx: &mut Context<Self>) -> Self::Result {
+impl ReplicaDriver {
+    /// An envelope for a request from an HTTP handler, and where its answer will arrive.
+    fn envelope(&mut self) -> (Envelope, Answer) {
         let id = self.next_request;
         self.next_request += 1;
         let (tx, rx) = oneshot::channel();
         self.waiting.insert(id, tx);
-        self.feed(
-            ctx,
-            Event::Request(
-                Envelope {
-                    from: HTTP_CALLER,
-                    id,
-                },
-                msg.0,
-            ),
-        );
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(Error::Unavailable("the replica dropped the request".into()))
-            })
-        })
+        let to = Envelope {
+            from: HTTP_CALLER,
+            id,
+        };
+        (to, Answer(rx))
+    }
+}
+
+/// Where the machine's answer to one request arrives.
+pub struct Answer(oneshot::Receiver<Result<Response, Error>>);
+
+impl Answer {
+    /// The machine's answer (503 if the driver dropped the request).
+    pub async fn get(self) -> Result<Response, Error> {
+        self.0
+            .await
+            .unwrap_or_else(|_| Err(Error::Unavailable("the replica dropped the request".into())))
+    }
+}
+
+impl Handler<Ask> for ReplicaDriver {
+    type Result = ResponseFuture<Result<Response, Error>>;
+    fn handle(&mut self, msg: Ask, ctx: &mut Context<Self>) -> Self::Result {
+        let (to, answer) = self.envelope();
+        self.feed(ctx, Event::Request(to, msg.0));
+        Box::pin(answer.get())
     }
 }
 
 /// Requests that arrived together (a front end's batch), taken by the machine in one step so
-/// that their trades leave for the catalog in one call; each answered on its own receiver.
+/// that their trades leave for the catalog in one call; each answered on its own.
 #[derive(Message)]
 #[rtype(result = "Answers")]
 pub struct AskAll(pub Vec<Request>);
 
-/// One receiver for each request of an `AskAll`, in its order.
+/// One answer for each request of an `AskAll`, in its order.
 #[derive(MessageResponse)]
-pub struct Answers(pub Vec<oneshot::Receiver<Result<Response, Error>>>);
+pub struct Answers(pub Vec<Answer>);
 
 impl Handler<AskAll> for ReplicaDriver {
     type Result = Answers;
     fn handle(&mut self, msg: AskAll, ctx: &mut Context<Self>) -> Answers {
-        let mut receivers = Vec::with_capacity(msg.0.len());
-        let mut requests = Vec::with_capacity(msg.0.len());
-        for request in msg.0 {
-            let id = self.next_request;
-            self.next_request += 1;
-            let (tx, rx) = oneshot::channel();
-            self.waiting.insert(id, tx);
-            receivers.push(rx);
-            let to = Envelope {
-                from: HTTP_CALLER,
-                id,
-            };
-            requests.push((to, request));
-        }
+        let (requests, answers) = msg
+            .0
+            .into_iter()
+            .map(|request| {
+                let (to, answer) = self.envelope();
+                ((to, request), answer)
+            })
+            .unzip();
         self.feed(ctx, Event::Requests(requests));
-        Answers(receivers)
+        Answers(answers)
     }
 }
 

@@ -120,18 +120,15 @@ async fn ask_each(d: &Addr<ReplicaDriver>, requests: Vec<Request>) -> ApiResult<
     http::batch_size(requests.len(), MAX_PLACE_BATCH, "items")?;
     let busy =
         |e: &dyn std::fmt::Display| ApiError::unavailable(format!("order replica busy: {e}"));
-    let Answers(receivers) = d
+    let Answers(answers) = d
         .send(AskAll(requests))
         .timeout(ANSWER_WITHIN)
         .await
         .map_err(|e| busy(&e))?;
     let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
-    let answers = receivers.into_iter().map(|rx| async move {
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(answer)) => answer.map_err(ApiError::from),
-            Ok(Err(_)) => Err(ApiError::unavailable(
-                "order replica busy: the replica dropped the request",
-            )),
+    let answers = answers.into_iter().map(|answer| async move {
+        match tokio::time::timeout_at(deadline, answer.get()).await {
+            Ok(answer) => answer.map_err(ApiError::from),
             Err(_) => Err(busy(&"timed out")),
         }
     });
